@@ -1,0 +1,169 @@
+"""The `cnnlab` command: parsing and printing only; the work lives in the modules it calls."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cnnlab.errors import DivergedError, UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
+data_app = typer.Typer(no_args_is_help=True, help="Look at datasets the way cnnlab sees them.")
+app.add_typer(data_app, name="data")
+
+out = Console(soft_wrap=True)
+
+Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. optim.lr=0.01 train.epochs=3")]
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    overrides: Overrides = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+) -> None:
+    """Train a model; the last line printed is the run directory."""
+    from cnnlab.config import load_config
+    from cnnlab.train.runner import train as run_training
+
+    cfg = load_config(config, overrides or [])
+    result = run_training(cfg, quiet=quiet)
+    _print_result(result.summary)
+    print(result.run_dir)
+
+
+@app.command()
+def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to continue")],
+           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
+    """Continue an interrupted run from its last checkpoint."""
+    from cnnlab.train.runner import resume as run_resume
+
+    result = run_resume(run_dir, quiet=quiet)
+    _print_result(result.summary)
+    print(result.run_dir)
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    split: Annotated[str | None, typer.Option(help="test, val or train (default: test if present, else val)")] = None,
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Loss, top-1, top-5 and per-class accuracy; writes a confusion-matrix PNG into the run."""
+    from cnnlab.evaluate import evaluate_run
+
+    _check_choice("--split", split, ("test", "val", "train"))
+    _check_choice("--checkpoint", checkpoint, ("best", "last"))
+    r = evaluate_run(run_dir, split, checkpoint)  # type: ignore[arg-type]
+    out.print(f"{r['split']} split, {r['checkpoint']} checkpoint (epoch {r['epoch']}), {r['samples']} images")
+    out.print(f"loss {r['loss']:.4f}   top-1 {r['acc'] * 100:.2f}%" + (f"   top-5 {r['top5'] * 100:.2f}%" if r["top5"] is not None else ""))
+    table = Table("class", "accuracy", "images", box=None)
+    totals = [sum(row) for row in r["confusion"]]
+    for (name, acc), n in zip(r["per_class_acc"].items(), totals):
+        table.add_row(name, "-" if acc is None else f"{acc * 100:.2f}%", str(n))
+    out.print(table)
+    print(r["figure"])
+
+
+@app.command()
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    input: Annotated[Path, typer.Argument(help=".npy array or folder/.zip of images")],
+    out_file: Annotated[Path, typer.Option("--out", help="CSV to write")] = Path("submission.csv"),
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Write a submission CSV (image_id,label) for new images."""
+    from cnnlab.predict import predict_run
+
+    _check_choice("--checkpoint", checkpoint, ("best", "last"))
+    path, n = predict_run(run_dir, input, out_file, checkpoint)  # type: ignore[arg-type]
+    print(f"{n} predictions written", file=sys.stderr)
+    print(path)
+
+
+@data_app.command("inspect")
+def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")], overrides: Overrides = None) -> None:
+    """Show format, split sizes, classes and counts, image shape, value range and problems."""
+    from cnnlab.config import load_config
+    from cnnlab.data.inspect import inspect_data
+
+    r = inspect_data(load_config(config, overrides or []))
+    out.print(f"[bold]format[/] {r['format']}   [bold]path[/] {r['path']}")
+    out.print("[bold]splits[/] " + ", ".join(f"{k} {v}" for k, v in r["sizes"].items()) + f"   (validation: {r['val_source']})")
+    out.print(f"[bold]images[/] {'x'.join(map(str, r['image_shape']))} (C x H x W), {r['dtype']}, "
+              f"values {r['value_range'][0]:g}..{r['value_range'][1]:g}; "
+              f"mean {_fmt(r['mean'])} std {_fmt(r['std'])} (scaled to 0..1)")
+    out.print(f"[bold]classes[/] {len(r['classes'])}")
+    table = Table("#", "class", "label", *r["counts"], box=None)
+    shown = list(range(len(r["classes"])))
+    if len(shown) > 40:
+        shown = shown[:20] + shown[-5:]
+    for i in shown:
+        table.add_row(str(i), r["classes"][i], str(r["label_values"][i]), *(str(c[i]) for c in r["counts"].values()))
+    out.print(table)
+    if len(r["classes"]) > 40:
+        out.print(f"  ... {len(r['classes']) - 25} more classes not shown")
+    for note in r["notes"]:
+        out.print(f"[bold]note[/] {note}")
+    if r["problems"]:
+        for p in r["problems"]:
+            out.print(f"[bold yellow]problem[/] {p}")
+    else:
+        out.print("[green]no problems found[/]")
+
+
+def _fmt(values: list[float]) -> str:
+    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
+    if value is not None and value not in choices:
+        raise UserError(f"{flag}: '{value}' is not one of {', '.join(choices)}")
+
+
+def _print_result(s: dict) -> None:
+    parts = [f"{s['status']} after {s['epochs']}/{s['epochs_planned']} epochs in {s['wall_seconds']:.0f}s"]
+    for key in ("val_acc", "test_acc"):
+        if s.get(key) is not None:
+            parts.append(f"{key} {s[key] * 100:.2f}%")
+    if s.get("best_epoch"):
+        parts.append(f"(best epoch {s['best_epoch']}, by {s['selected_by']})")
+    print("  ".join(parts))
+
+
+INTERRUPTED = "cnnlab: interrupted; `cnnlab resume RUN_DIR` continues a training run from its last finished epoch"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: user errors become one line on stderr and an exit code, never a traceback."""
+    try:
+        app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if code == 130:  # Typer turns Ctrl-C into exit code 130
+            print(INTERRUPTED, file=sys.stderr)
+        return code
+    except UserError as e:
+        print(f"cnnlab: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except DivergedError as e:
+        print(f"cnnlab: diverged: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
+    return 0
+
+
+def _entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    _entry()

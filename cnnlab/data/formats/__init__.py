@@ -1,0 +1,13 @@
+"""Dataset formats: each is one function registered under the name used in `data.format`.
+
+A reader takes the dataset path (plus its own options from the `data:` section) and
+returns a RawDataset. It must fail with a DataError that names the file and says what
+to do, never with a traceback.
+"""
+
+from cnnlab.registry import Registry
+
+FORMATS = Registry("data format", "data.format")
+
+# Importing the modules registers the formats.
+from cnnlab.data.formats import idx, image_folder, npy_csv  # noqa: E402,F401

@@ -1,0 +1,151 @@
+"""ImageFolder trees, `root/<class>/*.png|jpg|...`, from a folder or a .zip archive.
+
+When the root holds `train/` plus `val/` (or `dev/`) and/or `test/`, those are the splits.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path, PurePosixPath
+from typing import Literal
+
+import torch
+
+from cnnlab.data.cache import cached
+from cnnlab.data.decode import decode_many, probe_mode
+from cnnlab.data.formats import FORMATS
+from cnnlab.data.sources import FileTree, is_image
+from cnnlab.data.types import RawDataset, Split
+from cnnlab.errors import DataError
+
+SPLIT_NAMES = {"train": ("train",), "val": ("val", "dev", "valid", "validation"), "test": ("test",)}
+_GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
+
+
+def image_files(tree: FileTree, prefix: str) -> list[str]:
+    """Image files under `prefix` (a '/'-terminated folder path, or '' for the root)."""
+    return [f for f in tree.files if f.startswith(prefix) and is_image(f)]
+
+
+def find_root(tree: FileTree) -> str:
+    """The folder that holds the classes or the splits: descend through lone wrapper folders."""
+    prefix = ""
+    while True:
+        entries = {PurePosixPath(f[len(prefix):]).parts[0] for f in tree.files if f.startswith(prefix)}
+        loose = [f for f in tree.files if f.startswith(prefix) and "/" not in f[len(prefix):]]
+        if len(entries) == 1 and not loose:
+            prefix += entries.pop() + "/"
+        else:
+            return prefix
+
+
+def split_folders(tree: FileTree, root: str) -> dict[str, str]:
+    """Map split name -> folder prefix; {'train': root} when the tree has no split folders."""
+    tops = {PurePosixPath(f[len(root):]).parts[0] for f in tree.files if f.startswith(root) and "/" in f[len(root):]}
+    found = {}
+    for split, names in SPLIT_NAMES.items():
+        for n in names:
+            if n in tops:
+                found[split] = root + n + "/"
+                break
+    if "train" in found:
+        return found
+    return {"train": root}
+
+
+def class_files(tree: FileTree, prefix: str) -> dict[str, list[str]]:
+    """Class name -> image files, for a `prefix/<class>/...` folder."""
+    out: dict[str, list[str]] = {}
+    for f in image_files(tree, prefix):
+        parts = PurePosixPath(f[len(prefix):]).parts
+        if len(parts) < 2:
+            continue  # loose images beside the class folders are not labelled
+        out.setdefault(parts[0], []).append(f)
+    return out
+
+
+@FORMATS.register("image_folder", context=("path", "cache_dir"))
+def load_image_folder(
+    path: Path,
+    cache_dir: Path | None = None,
+    image_size: int | list[int] | None = None,
+    channels: Literal["auto", 1, 3] = "auto",
+    skip_corrupt: bool = False,
+) -> RawDataset:
+    """Decode every image once (cached) into uint8 tensors, labelled by their class folder."""
+    tree = FileTree(path)
+    size = _size(image_size)
+    key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
+           "skip_corrupt": skip_corrupt, "version": 1}
+    return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt))
+
+
+def _size(image_size: int | list[int] | None) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, int):
+        return image_size, image_size
+    if len(image_size) != 2 or min(image_size) <= 0:
+        raise DataError(f"data.image_size: expected a size or [height, width], got {image_size}")
+    return int(image_size[0]), int(image_size[1])
+
+
+def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, skip_corrupt: bool) -> RawDataset:
+    root = find_root(tree)
+    folders = split_folders(tree, root)
+    per_split = {s: class_files(tree, p) for s, p in folders.items()}
+    classes = sorted(per_split["train"])
+    if len(classes) < 2:
+        raise DataError(
+            f"{tree.describe(folders['train'])}: found {len(classes)} class folder(s) with images; "
+            "expected root/<class>/<image> with at least two classes"
+        )
+    for split, groups in per_split.items():
+        unknown = sorted(set(groups) - set(classes))
+        if unknown:
+            raise DataError(f"{tree.describe(folders[split])}: class folder '{unknown[0]}' has no counterpart in train/")
+
+    files = {s: [f for c in classes for f in groups.get(c, [])] for s, groups in per_split.items()}
+    labels = {s: [i for i, c in enumerate(classes) for _ in groups.get(c, [])] for s, groups in per_split.items()}
+    every = [f for s in files for f in files[s]]
+    headers = _probe(tree, every)
+    notes: list[str] = []
+    if channels == "auto":
+        modes = Counter(h[0] for h in headers if h is not None)
+        channels = 1 if all(m in _GRAY_MODES for m in modes) else 3
+        if len(modes) > 1:
+            notes.append(f"image modes {dict(modes)} converted to {'grayscale' if channels == 1 else 'RGB'}")
+    if size is None:
+        sizes = Counter(h[1] for h in headers if h is not None)
+        if len(sizes) > 1:
+            (a, _), (b, _) = sizes.most_common(2)
+            fa = every[next(i for i, h in enumerate(headers) if h and h[1] == a)]
+            fb = every[next(i for i, h in enumerate(headers) if h and h[1] == b)]
+            raise DataError(
+                f"{tree.path}: images have different sizes ({a[0]}x{a[1]} in {fa}, {b[0]}x{b[1]} in {fb}); "
+                "set data.image_size to resize them all"
+            )
+        if not sizes:
+            raise DataError(f"{tree.describe(every[0])}: cannot decode any image")
+        size = next(iter(sizes))
+    elif any(h is not None and h[1] != size for h in headers):
+        notes.append(f"images resized to {size[0]}x{size[1]}")
+
+    splits, skipped = {}, 0
+    for s in files:
+        x, kept, bad = decode_many(tree, files[s], channels, size, skip_corrupt)  # type: ignore[arg-type]
+        skipped += len(bad)
+        y = torch.tensor([labels[s][i] for i in kept], dtype=torch.long)
+        ids = [files[s][i][len(folders[s]):] for i in kept]
+        splits[s] = Split(torch.from_numpy(x), y, ids)
+    if skipped:
+        notes.append(f"skipped {skipped} corrupt image(s) (data.skip_corrupt)")
+    return RawDataset(classes=classes, label_values=list(classes), notes=notes, **splits)
+
+
+def _probe(tree: FileTree, files: list[str]) -> list:
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda f: probe_mode(tree, f), files, chunksize=256))

@@ -1,0 +1,91 @@
+"""The data containers passed from format readers to the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+
+@dataclass
+class Split:
+    """Images (N, C, H, W) as uint8 (or float32 for float sources) with int64 labels."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    ids: list[str] | None = None  # file names or row numbers, for reports and predictions
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: torch.Tensor | list[int]) -> Split:
+        """The samples at `index`, in that order."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        ids = [self.ids[i] for i in index.tolist()] if self.ids is not None else None
+        return Split(self.x[index], None if self.y is None else self.y[index], ids)
+
+
+@dataclass
+class RawDataset:
+    """What a format reader returns: splits as found on disk, and how labels are named."""
+
+    train: Split
+    classes: list[str]  # display name of class i
+    label_values: list[Any]  # what a prediction of class i is written as (int or str)
+    val: Split | None = None
+    test: Split | None = None
+    notes: list[str] = field(default_factory=list)  # things worth telling the user
+
+
+@dataclass
+class DataBundle:
+    """Splits ready for training, plus everything predict needs to treat new data the same way."""
+
+    train: Split
+    val: Split | None
+    test: Split | None
+    classes: list[str]
+    label_values: list[Any]
+    mean: list[float]  # per channel, in the scaled [0, 1] space
+    std: list[float]
+    scale: float  # multiply raw values by this to reach [0, 1] (1/255 for uint8)
+    format: str
+    path: str
+    val_source: str  # "folder", "split" (stratified from train) or "none"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c, h, w = self.train.x.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def splits(self) -> dict[str, Split]:
+        """Every split that exists, by name."""
+        out = {"train": self.train}
+        if self.val is not None:
+            out["val"] = self.val
+        if self.test is not None:
+            out["test"] = self.test
+        return out
+
+    def info(self) -> dict[str, Any]:
+        """Plain-data description stored in the run directory (data.json)."""
+        return {
+            "format": self.format,
+            "path": self.path,
+            "input_shape": list(self.input_shape),
+            "dtype": str(self.train.x.dtype).replace("torch.", ""),
+            "classes": self.classes,
+            "label_values": self.label_values,
+            "mean": self.mean,
+            "std": self.std,
+            "scale": self.scale,
+            "sizes": {k: len(v) for k, v in self.splits().items()},
+            "val_source": self.val_source,
+            "notes": self.notes,
+        }

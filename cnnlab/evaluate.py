@@ -1,0 +1,44 @@
+"""`cnnlab evaluate`: metrics of a trained run on one split, and its confusion matrix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from cnnlab.analysis.confusion import plot_confusion
+from cnnlab.data import build_data
+from cnnlab.data.loader import BatchLoader
+from cnnlab.errors import UserError
+from cnnlab.inference import load_run_model
+from cnnlab.io import write_json
+from cnnlab.train.losses import LOSSES
+from cnnlab.train.metrics import evaluate
+from cnnlab.train.runner import make_autocast
+
+
+def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best", "last"] = "best") -> dict[str, Any]:
+    """Evaluate the checkpoint on a split (default: test, else val); write PNG + JSON beside it."""
+    run_dir = Path(run_dir)
+    cfg, info, model, ckpt = load_run_model(run_dir, which)
+    device = next(model.parameters()).device
+    bundle = build_data(cfg.data, cfg.seed)
+    if bundle.classes != info["classes"]:
+        raise UserError(f"{cfg.data.path}: the dataset's classes changed since this run was trained")
+    splits = bundle.splits()
+    split = split or ("test" if "test" in splits else "val" if "val" in splits else "train")
+    if split not in splits:
+        raise UserError(f"--split {split}: this dataset has no {split} split (it has: {', '.join(splits)})")
+    loader = BatchLoader(splits[split], cfg.train.eval_batch_size, device, bundle.scale, info["mean"], info["std"])
+    loss_fn = LOSSES.build(cfg.loss.name, cfg.options("loss", "name"), num_classes=len(info["classes"]))
+    ev = evaluate(model, loader, loss_fn, len(info["classes"]), make_autocast(cfg, device))
+    png = run_dir / f"confusion-{split}-{which}.png"
+    plot_confusion(ev.confusion.numpy(), info["classes"], png,
+                   f"{run_dir.name}: {split}, {which} checkpoint (epoch {ckpt.get('epoch', '?')}), acc {ev.acc * 100:.2f}%")
+    report = {
+        "split": split, "checkpoint": which, "epoch": ckpt.get("epoch"), "samples": len(splits[split]),
+        "loss": ev.loss, "acc": ev.acc, "top5": ev.top5,
+        "per_class_acc": dict(zip(info["classes"], ev.per_class_acc)),
+        "confusion": ev.confusion.tolist(), "figure": str(png),
+    }
+    write_json(run_dir / f"eval-{split}-{which}.json", report)
+    return report

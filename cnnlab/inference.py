@@ -1,0 +1,37 @@
+"""Loading a trained model back from its run directory, for evaluate and predict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from cnnlab import rundir
+from cnnlab.config import Config
+from cnnlab.errors import UserError
+from cnnlab.models import build_model
+from cnnlab.train import checkpoint
+
+
+def load_run_model(run_dir: Path, which: Literal["best", "last"] = "best") -> tuple[Config, dict[str, Any], nn.Module, dict]:
+    """(config, data info, model in eval mode on the run's device with the checkpoint's weights, checkpoint)."""
+    from cnnlab.train.runner import resolve_device
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run directory")
+    cfg = rundir.read_config(run_dir)
+    info = rundir.read_json(run_dir / "data.json")
+    path = run_dir / f"{which}.pt"
+    if not path.is_file():
+        raise UserError(f"{path}: not found; the run has not finished an epoch yet (try `cnnlab resume {run_dir}`)")
+    ckpt = checkpoint.load(path)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model.name, cfg.options("model", "name"), tuple(info["input_shape"]), len(info["classes"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        raise UserError(f"{path}: weights do not fit the model in config.yaml ({str(e).splitlines()[0]})") from None
+    return cfg, info, model.to(resolve_device(cfg.device)).eval(), ckpt

@@ -1,0 +1,64 @@
+"""`cnnlab predict`: a submission CSV (image_id,label) for a .npy array or a folder of images."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import torch
+
+from cnnlab.data.decode import decode_many
+from cnnlab.data.formats.npy_csv import load_npy, to_images
+from cnnlab.data.loader import BatchLoader
+from cnnlab.data.sources import FileTree, is_image
+from cnnlab.data.stats import value_scale
+from cnnlab.data.types import Split
+from cnnlab.errors import DataError
+from cnnlab.inference import load_run_model
+from cnnlab.io import write_text
+
+
+def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:
+    """(ids, images shaped like the training images) from a .npy file or an image folder/zip."""
+    c, h, w = info["input_shape"]
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".npy":
+        arr = load_npy(path)
+        if arr.ndim == 2 and arr.shape[1] != c * h * w:
+            raise DataError(f"{path}: rows of {arr.shape[1]} values, but the model takes {c}x{h}x{w} = {c * h * w}")
+        # Same layout rules as the npy_csv reader: flat rows are H x W x C.
+        x = to_images(arr, path, [c, h, w] if arr.ndim == 2 else None)
+        if tuple(x.shape[1:]) != (c, h, w):
+            raise DataError(f"{path}: images are {tuple(x.shape[1:])} but the model was trained on {c}x{h}x{w}")
+        return [str(i) for i in range(len(x))], x
+    tree = FileTree(path)
+    files = [f for f in tree.files if is_image(f)]
+    if not files:
+        raise DataError(f"{path}: no image files found (looked for .png, .jpg, .jpeg, ...)")
+    x, kept, _ = decode_many(tree, files, c, (h, w), skip_corrupt=False)
+    names = [PurePosixPath(f).name for f in files]
+    ids = names if len(set(names)) == len(names) else files  # file names, unless they repeat
+    return [ids[i] for i in kept], torch.from_numpy(x)
+
+
+def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best", "last"] = "best") -> tuple[Path, int]:
+    """Write `out` atomically; return its path and the number of rows."""
+    cfg, info, model, _ = load_run_model(Path(run_dir), which)
+    ids, x = read_inputs(Path(input_path), info)
+    device = next(model.parameters()).device
+    loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"], info["std"])
+    preds = []
+    with torch.inference_mode():
+        for xb, _ in loader:
+            preds.append(model(xb).argmax(1).cpu())
+    labels = torch.cat(preds).tolist()
+    values = info["label_values"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["image_id", "label"])
+    writer.writerows((i, values[k]) for i, k in zip(ids, labels))
+    write_text(out, buf.getvalue())
+    return out, len(ids)

@@ -1,0 +1,63 @@
+"""What a training run prints: a Rich bar per epoch on a terminal, one plain line per epoch elsewhere."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, TextIO
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+
+def format_epoch(m: dict[str, Any], epochs: int) -> str:
+    """One line summing up an epoch's metrics."""
+    parts = [f"epoch {m['epoch']}/{epochs}", f"lr {m['lr']:.3g}",
+             f"train loss {m['train_loss']:.4f} acc {m['train_acc'] * 100:.2f}%"]
+    for split in ("val", "test"):
+        if f"{split}_acc" in m:
+            text = f"{split} loss {m[f'{split}_loss']:.4f} acc {m[f'{split}_acc'] * 100:.2f}%"
+            if m.get(f"{split}_top5") is not None:
+                text += f" top5 {m[f'{split}_top5'] * 100:.2f}%"
+            parts.append(text)
+    parts.append(f"{m['seconds']:.1f}s")
+    return "  ".join(parts)
+
+
+class Reporter:
+    """Progress of a run; silent when quiet (study workers), plain when not on a terminal."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream: TextIO | None = None, quiet: bool = False):
+        self.epochs = epochs
+        self.steps = steps_per_epoch
+        self.stream = stream or sys.stderr
+        self.quiet = quiet
+        self.live = not quiet and self.stream.isatty()
+        self._progress: Progress | None = None
+        self._task = None
+
+    def message(self, text: str) -> None:
+        if not self.quiet:
+            print(text, file=self.stream, flush=True)
+
+    def start_epoch(self, epoch: int) -> None:
+        if self.live:
+            self._progress = Progress(
+                TextColumn(f"epoch {epoch}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("loss {task.fields[loss]}"), TimeRemainingColumn(),
+                console=Console(file=self.stream), transient=True,
+            )
+            self._progress.start()
+            self._task = self._progress.add_task("train", total=self.steps, loss="-")
+
+    def advance(self, loss: float | None = None) -> None:
+        if self._progress is not None:
+            self._progress.update(self._task, advance=1, loss="-" if loss is None else f"{loss:.4f}")
+
+    def end_epoch(self, metrics: dict[str, Any]) -> None:
+        self.close()
+        self.message(format_epoch(metrics, self.epochs))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -1,0 +1,286 @@
+"""From a validated config to a finished run directory (and back again for resume).
+
+Everything that can fail on user input (data, model, options) is built before the run
+directory is created, so bad input never leaves a half-made run behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab import rundir
+from cnnlab.config import Config
+from cnnlab.data import DataBundle, build_data
+from cnnlab.data.augment import build_pipeline
+from cnnlab.data.loader import BatchLoader
+from cnnlab.errors import ConfigError, DivergedError, UserError
+from cnnlab.io import write_json
+from cnnlab.models import build_model, count_parameters
+from cnnlab.train import checkpoint
+from cnnlab.train.losses import LOSSES
+from cnnlab.train.optim import OPTIMIZERS
+from cnnlab.train.progress import Reporter
+from cnnlab.train.schedule import SCHEDULES, Schedule
+from cnnlab.train.trainer import Callback, Trainer, TrainState
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- devices
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA, then Apple MPS, then the CPU; an explicit choice must exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu")
+    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ConfigError("device: 'mps' was asked for but Apple's MPS backend is not available; use device: auto")
+    return torch.device(name)
+
+
+def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: 'auto' means bf16 on GPUs that support it, full precision on CPU."""
+    if mode == "off":
+        return None
+    if mode == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- session
+
+
+@dataclass
+class Session:
+    """Everything a run needs, built from its config, before any file is written."""
+
+    cfg: Config
+    device: torch.device
+    bundle: DataBundle
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    loss_fn: nn.Module
+    train_loader: BatchLoader
+    eval_loaders: dict[str, BatchLoader]
+    generator: torch.Generator
+    autocast: Callable[[], contextlib.AbstractContextManager]
+    scaler: torch.amp.GradScaler | None
+
+    def meta(self) -> dict[str, Any]:
+        """Plain data stored in every checkpoint so it explains itself."""
+        return {"engine": "torch", "config": self.cfg.to_dict(), "data": self.bundle.info()}
+
+    def trainer(self, run_dir: Path, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
+        return Trainer(
+            model=self.model, optimizer=self.optimizer, schedule=self.schedule, loss_fn=self.loss_fn,
+            train_loader=self.train_loader, eval_loaders=self.eval_loaders,
+            num_classes=self.bundle.num_classes, epochs=self.cfg.train.epochs, run_dir=run_dir,
+            generator=self.generator, autocast=self.autocast, scaler=self.scaler,
+            grad_clip=self.cfg.train.grad_clip, reporter=reporter, meta=self.meta(), callbacks=callbacks,
+        )
+
+
+def make_autocast(cfg: Config, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    dtype = amp_dtype(cfg.train.amp, device)
+    if dtype is None:
+        return contextlib.nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def setup_torch(cfg: Config) -> torch.device:
+    """Device, threads, seeds and determinism for this run."""
+    device = resolve_device(cfg.device)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+    seed_everything(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return device
+
+
+def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
+    """Data, model, loaders, optimizer, schedule and loss for `cfg` (data may be passed in)."""
+    device = setup_torch(cfg)
+    bundle = bundle or build_data(cfg.data, cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
+    model = build_model(cfg.model.name, cfg.options("model", "name"), bundle.input_shape, bundle.num_classes)
+    channels_last = cfg.train.channels_last != "off"
+    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed)
+    common = {"device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
+              "channels_last": channels_last}
+    train_loader = BatchLoader(bundle.train, cfg.train.batch_size, shuffle=True, generator=generator,
+                               augment=build_pipeline(cfg.augment), **common)
+    eval_loaders = {name: BatchLoader(split, cfg.train.eval_batch_size, **common)
+                    for name, split in bundle.splits().items() if name != "train"}
+
+    optimizer = _optimizer(cfg, model)
+    schedule = SCHEDULES.build(cfg.schedule.name, cfg.options("schedule", "name"), optimizer=optimizer,
+                               epochs=cfg.train.epochs, steps_per_epoch=len(train_loader))
+    _check_monitor(schedule, bundle, eval_loaders)
+    loss_fn = LOSSES.build(cfg.loss.name, cfg.options("loss", "name"), num_classes=bundle.num_classes)
+    dtype = amp_dtype(cfg.train.amp, device)
+    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
+    return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, train_loader, eval_loaders,
+                   generator, make_autocast(cfg, device), scaler)
+
+
+def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
+    opts = cfg.options("optim", "name")
+    opts.pop("lr")
+    return OPTIMIZERS.build(cfg.optim.name, opts, params=model.parameters(), lr=cfg.optim.lr)
+
+
+def logged_metrics(bundle: DataBundle, eval_splits: list[str]) -> list[str]:
+    """Names of the per-epoch metrics a run with these splits will log."""
+    names = ["train_loss", "train_acc"]
+    for split in eval_splits:
+        names += [f"{split}_loss", f"{split}_acc"] + ([f"{split}_top5"] if bundle.num_classes >= 5 else [])
+    return names
+
+
+def _check_monitor(schedule: Schedule, bundle: DataBundle, eval_loaders: dict) -> None:
+    if schedule.monitor is None:
+        return
+    known = logged_metrics(bundle, list(eval_loaders))
+    if schedule.monitor not in known:
+        hint = " (this run has no validation split: set data.val_fraction > 0)" if schedule.monitor.startswith("val") else ""
+        raise ConfigError(f"schedule.monitor: '{schedule.monitor}' is not logged{hint}; choose one of: {', '.join(known)}")
+
+
+# ----------------------------------------------------------------------------- runs
+
+
+def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
+          callbacks: list[Callback] | None = None) -> RunResult:
+    """Build everything, create the run directory, train, write the summary."""
+    session = build_session(cfg)
+    run_dir = run_dir or rundir.create(cfg.train.out_dir, cfg.name or "run")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.write_config(run_dir, cfg)
+    write_json(run_dir / "data.json", session.bundle.info())
+    reporter = _reporter(session, quiet)
+    reporter.message(_banner(session, run_dir))
+    trainer = session.trainer(run_dir, reporter, callbacks or [])
+    return _fit(session, trainer, run_dir)
+
+
+def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | None = None) -> RunResult:
+    """Continue an interrupted run from last.pt; from scratch if it never finished an epoch."""
+    run_dir = Path(run_dir)
+    cfg = rundir.read_config(run_dir)
+    session = build_session(cfg)
+    stored = rundir.read_json(run_dir / "data.json")
+    if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
+        raise UserError(f"{cfg.data.path}: the dataset changed since {run_dir.name} started (classes or split sizes differ)")
+    reporter = _reporter(session, quiet)
+    trainer = session.trainer(run_dir, reporter, callbacks or [])
+    if (run_dir / "last.pt").is_file():
+        trainer.restore(checkpoint.load(run_dir / "last.pt"))
+        reporter.message(f"resuming {run_dir.name} after epoch {trainer.state.epoch}/{cfg.train.epochs}")
+    return _fit(session, trainer, run_dir)
+
+
+def _reporter(session: Session, quiet: bool) -> Reporter:
+    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet)
+
+
+def _banner(s: Session, run_dir: Path) -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in s.bundle.info()["sizes"].items())
+    c, h, w = s.bundle.input_shape
+    return (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {c}x{h}x{w}\n"
+            f"model {s.cfg.model.name}: {count_parameters(s.model):,} parameters; device {s.device}")
+
+
+def _fit(session: Session, trainer: Trainer, run_dir: Path) -> RunResult:
+    status, reason = "completed", None
+    try:
+        trainer.fit()
+    except DivergedError as e:
+        status, reason = "diverged", str(e)
+        raise
+    except KeyboardInterrupt:
+        status, reason = "interrupted", "stopped by the user; `cnnlab resume` continues it"
+        raise
+    except Exception as e:
+        status, reason = "failed", f"{type(e).__name__}: {e}"
+        raise
+    finally:
+        summary = make_summary(session, trainer.state, status, reason)
+        rundir.write_summary(run_dir, summary)
+    return RunResult(run_dir, summary)
+
+
+def make_summary(session: Session, state: TrainState, status: str, reason: str | None) -> dict[str, Any]:
+    """Headline numbers of a run: the chosen (best) epoch's metrics, bests, and provenance."""
+    history = state.history
+    best_row = next((m for m in history if m["epoch"] == state.best_epoch), history[-1] if history else {})
+    summary: dict[str, Any] = {
+        "name": session.cfg.name,
+        "status": status,
+        "reason": reason,
+        "val_acc": best_row.get("val_acc"),
+        "test_acc": best_row.get("test_acc"),
+        "val_top5": best_row.get("val_top5"),
+        "test_top5": best_row.get("test_top5"),
+        "best_epoch": state.best_epoch,
+        "selected_by": "val_acc" if "val" in session.eval_loaders else "last epoch",
+        "epochs": state.epoch,
+        "epochs_planned": session.cfg.train.epochs,
+        "params": count_parameters(session.model),
+        "wall_seconds": round(state.elapsed, 3),
+        "device": str(session.device),
+        "device_name": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else None,
+        "seed": session.cfg.seed,
+        "final": history[-1] if history else None,
+        "best": _bests(history),
+        "data": {"sizes": session.bundle.info()["sizes"], "classes": session.bundle.num_classes},
+    }
+    summary.update(rundir.environment())
+    return summary
+
+
+def _bests(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Best value of every loss/accuracy metric over the epochs, and the epoch it came in."""
+    out = {}
+    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5"))]
+    for k in keys:
+        pick = min if k.endswith("_loss") else max
+        row = pick(history, key=lambda m, k=k: m[k])
+        out[k] = {"value": row[k], "epoch": row["epoch"]}
+        if k.endswith("_acc"):
+            out[k.replace("_acc", "_error")] = {"value": 1 - row[k], "epoch": row["epoch"]}
+    return out

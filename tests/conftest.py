@@ -1,0 +1,146 @@
+"""Shared fixtures: small slices of the real datasets in ../shared/datasets, written in each format."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CNNLAB_SHARED", ROOT.parent / "shared")) / "datasets"
+MNIST = SHARED / "mnist"
+CIFAR_ZIP = SHARED / "cifar10" / "cifar10-jpeg.zip"
+FASHION = Path(os.environ.get("CNNLAB_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, torch.get_num_threads()))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Decoded-data cache in a per-session temp folder, never the user's ~/.cache."""
+    monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    raw = gzip.decompress(path.read_bytes())
+    ndim = raw[3]
+    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
+    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> None:
+    header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
+    data = header + np.ascontiguousarray(arr, dtype=np.uint8).tobytes()
+    path.write_bytes(gzip.compress(data, compresslevel=1) if compress else data)
+
+
+def idx_slice(src: Path, dest: Path, n_train: int, n_test: int, compress: bool = True) -> Path:
+    """The first n images of a real IDX dataset, written as a new IDX folder."""
+    dest.mkdir(parents=True, exist_ok=True)
+    suffix = ".gz" if compress else ""
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        x = read_idx(src / f"{split}-images-idx3-ubyte.gz")[:n]
+        y = read_idx(src / f"{split}-labels-idx1-ubyte.gz")[:n]
+        write_idx(dest / f"{split}-images-idx3-ubyte{suffix}", x, compress)
+        write_idx(dest / f"{split}-labels-idx1-ubyte{suffix}", y, compress)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def mnist_small(tmp_path_factory) -> Path:
+    """1,200 training and 300 test images of real MNIST, gzip IDX."""
+    return idx_slice(MNIST, tmp_path_factory.mktemp("mnist") / "mnist", 1200, 300)
+
+
+@pytest.fixture(scope="session")
+def fashion_small(tmp_path_factory) -> Path:
+    """1,200 training and 300 test images of real Fashion-MNIST, uncompressed IDX."""
+    if not FASHION.is_dir():
+        pytest.fail(f"Fashion-MNIST missing at {FASHION}: run `apt-get install -y dataset-fashion-mnist` (make setup does)")
+    return idx_slice(FASHION, tmp_path_factory.mktemp("fmnist") / "fashion", 1200, 300, compress=False)
+
+
+@pytest.fixture(scope="session")
+def kaggle_dir(tmp_path_factory) -> Path:
+    """Kaggle layout from real Fashion-MNIST: train.npy (N x 784), train.csv (shuffled rows), test.npy."""
+    if not FASHION.is_dir():
+        pytest.fail(f"Fashion-MNIST missing at {FASHION}")
+    d = tmp_path_factory.mktemp("kaggle")
+    x = read_idx(FASHION / "train-images-idx3-ubyte.gz")[:1500].reshape(1500, 784)
+    y = read_idx(FASHION / "train-labels-idx1-ubyte.gz")[:1500]
+    np.save(d / "train.npy", x)
+    order = np.random.default_rng(0).permutation(1500)  # rows listed in any order
+    (d / "train.csv").write_text("image_id,label\n" + "".join(f"{i},{y[i]}\n" for i in order))
+    np.save(d / "test.npy", read_idx(FASHION / "t10k-images-idx3-ubyte.gz")[:200].reshape(200, 784))
+    np.save(d / "test_labels.npy", read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")[:200])
+    return d
+
+
+def cifar_members(per_class_train: int, per_class_test: int) -> list[zipfile.ZipInfo]:
+    """The first images of each class and split from the shared CIFAR-10 JPEG zip."""
+    with zipfile.ZipFile(CIFAR_ZIP) as z:
+        picked, counts = [], {}
+        for info in z.infolist():
+            parts = info.filename.split("/")
+            if len(parts) != 4 or not parts[3]:
+                continue
+            key = (parts[1], parts[2])
+            limit = per_class_train if parts[1] == "train" else per_class_test
+            if counts.get(key, 0) < limit:
+                counts[key] = counts.get(key, 0) + 1
+                picked.append(info)
+        return picked
+
+
+@pytest.fixture(scope="session")
+def cifar_zip_small(tmp_path_factory) -> Path:
+    """A zip with the shared archive's layout: 40 train and 10 test real CIFAR-10 JPEGs per class."""
+    dest = tmp_path_factory.mktemp("cifar") / "cifar-small.zip"
+    with zipfile.ZipFile(CIFAR_ZIP) as src, zipfile.ZipFile(dest, "w") as out:
+        for info in cifar_members(40, 10):
+            out.writestr(info.filename, src.read(info))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def cifar_folder_small(tmp_path_factory, cifar_zip_small) -> Path:
+    """The same images extracted as a folder tree: root/{train,test}/<class>/*.jpg."""
+    dest = tmp_path_factory.mktemp("cifar-folder")
+    with zipfile.ZipFile(cifar_zip_small) as z:
+        z.extractall(dest)
+    return dest / "cifar10"
+
+
+def write_config(path: Path, data: dict, **sections) -> Path:
+    """A YAML config for a tiny, fast model on the given data section."""
+    import yaml
+
+    cfg = {
+        "name": "t",
+        "seed": 0,
+        "device": "cpu",
+        "data": data,
+        "model": {"name": "cnn", "channels": [8, 16], "norm": "batch"},
+        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+        "train": {"epochs": 2, "batch_size": 64, "out_dir": str(path.parent / "runs")},
+    }
+    for k, v in sections.items():
+        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(arr, mode=mode).save(buf, format="PNG")
+    return buf.getvalue()
