@@ -30,7 +30,7 @@ from cnnlab.train.losses import LOSSES
 from cnnlab.train.optim import OPTIMIZERS
 from cnnlab.train.progress import Reporter
 from cnnlab.train.schedule import SCHEDULES, Schedule
-from cnnlab.train.trainer import Callback, Trainer, TrainState
+from cnnlab.train.trainer import Callback, StopTraining, Trainer, TrainState
 
 
 @dataclass
@@ -229,6 +229,8 @@ def _fit(session: Session, trainer: Trainer, run_dir: Path) -> RunResult:
     status, reason = "completed", None
     try:
         trainer.fit()
+    except StopTraining as e:
+        status, reason = e.status, e.reason
     except DivergedError as e:
         status, reason = "diverged", str(e)
         raise

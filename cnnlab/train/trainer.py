@@ -29,6 +29,15 @@ from cnnlab.train.schedule import Schedule
 Callback = Callable[[int, dict[str, Any]], None]
 
 
+class StopTraining(Exception):
+    """Raised by a callback to end a run after this epoch (early stopping, study pruning)."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
 @dataclass
 class TrainState:
     """Everything about a run's progress that is not model or optimizer tensors."""

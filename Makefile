@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make train` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
+
+.PHONY: setup data train test lint
+
+# The virtual environment, rebuilt when the package metadata changes.
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+# Fashion-MNIST from Debian's package when we may install it; otherwise say how to get it.
+data:
+	@if [ ! -f $(FASHION_MNIST)/train-images-idx3-ubyte.gz ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	  else \
+	    echo "Fashion-MNIST is not in $(FASHION_MNIST): install the dataset-fashion-mnist package, or run"; \
+	    echo "  $(BIN)/cnnlab data fetch fashion-mnist --dir data/fashion-mnist"; \
+	    echo "and train with data.path=data/fashion-mnist"; exit 1; \
+	  fi; \
+	fi
+
+train: setup data
+	$(BIN)/cnnlab train configs/fashion_mnist_cnn.yaml data.path=$(FASHION_MNIST)
+
+test: setup data
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check cnnlab tests bench
