@@ -15,7 +15,7 @@ from cnnlab.registry import Registry
 MODELS = Registry("model", "model.name")
 CONTEXT = ("in_channels", "num_classes", "input_size")
 
-from cnnlab.models import cnn, resnet, tv  # noqa: E402,F401  (registers the families)
+from cnnlab.models import alexnet, cnn, lenet, resnet, small_vgg, tv, vgg  # noqa: E402,F401  (registers the families)
 
 
 def build_model(name: str, options: dict, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
