@@ -61,3 +61,42 @@ def test_a_model_that_cannot_take_the_input_is_refused():
         build("cnn", shape=(1, 8, 8), channels=[4, 4, 4, 4, 4])
     with pytest.raises(ConfigError, match="convs_per_stage: 3 entries"):
         build("cnn", channels=[4, 8], convs_per_stage=[1, 1, 1])
+
+
+def conv_counts(m: nn.Module) -> list[int]:
+    """Convolutions per stage (a stage ends at each pooling layer)."""
+    counts, n = [], 0
+    for x in m.modules():
+        if isinstance(x, nn.Conv2d):
+            n += 1
+        elif isinstance(x, (nn.MaxPool2d, nn.AvgPool2d)):
+            counts.append(n)
+            n = 0
+    return counts
+
+
+@pytest.mark.parametrize("depth, convs", [(8, [2, 2, 1, 1]), (10, [2, 2, 2, 2]), (12, [3, 3, 2, 2])])
+def test_cnn_depth_presets_count_convs_and_fc_layers_like_resnet(depth, convs):
+    from real_images import on_meta
+
+    m = on_meta(build, "cnn", shape=(3, 64, 64), k=200, depth=depth, channels=[64, 128, 256, 512], fc_hidden=[512],
+                conv_dropout=0.1, dropout=0.5)
+    assert conv_counts(m) == convs
+    linears = [x for x in m.modules() if isinstance(x, nn.Linear)]
+    assert sum(convs) + len(linears) == depth
+    assert [(x.in_features, x.out_features) for x in linears] == [(512 * 4 * 4, 512), (512, 200)]
+
+
+def test_cnn_depth_on_real_64px_images_and_its_conflicts():
+    from real_images import cifar, train_step
+
+    torch.manual_seed(0)
+    m = build("cnn", shape=(3, 64, 64), k=200, depth=8, channels=[8, 16, 32, 64], fc_hidden=[32], norm="none",
+              conv_dropout=0.1, dropout=0.3)
+    assert conv_counts(m) == [2, 2, 1, 1]
+    x, y = cifar(4, size=64)
+    train_step(m, x, y, 200)
+    with pytest.raises(ConfigError, match="model.convs_per_stage: set together with model.depth"):
+        build("cnn", depth=8, convs_per_stage=2)
+    with pytest.raises(ConfigError, match="model.depth: 4 layers leave 3 convolution"):
+        build("cnn", depth=4, channels=[4, 8, 16, 32])

@@ -2,13 +2,38 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.models import CONTEXT, MODELS
-from cnnlab.models.layers import Activation, Init, Norm, initialize, make_activation, norm1d, norm2d
+from cnnlab.models.layers import (
+    Activation,
+    Init,
+    Norm,
+    Prob,
+    initialize,
+    make_activation,
+    norm1d,
+    norm2d,
+)
+
+
+def convs_for_depth(depth: int, stages: int, fc_layers: int) -> list[int]:
+    """Convolutions per stage so that convs + FC layers = depth; earlier stages take the remainder.
+
+    The same count as ResNet depths (layers with weights on the path), e.g. with 4 stages and
+    one hidden FC layer: 8 -> [2, 2, 1, 1], 10 -> [2, 2, 2, 2], 12 -> [3, 3, 2, 2].
+    """
+    convs = depth - fc_layers
+    if convs < stages:
+        raise ConfigError(f"model.depth: {depth} layers leave {convs} convolution(s) after {fc_layers} FC layer(s), "
+                          f"fewer than the {stages} stages of model.channels; raise depth or use fewer stages")
+    base, extra = divmod(convs, stages)
+    return [base + (1 if i < extra else 0) for i in range(stages)]
 
 
 @MODELS.register("cnn", context=CONTEXT)
@@ -17,23 +42,37 @@ def cnn(
     num_classes: int,
     input_size: tuple[int, int],
     channels: list[int] = [32, 64, 128],  # noqa: B006  (config defaults are read, never mutated)
-    convs_per_stage: int | list[int] = 1,
+    convs_per_stage: int | list[int] | None = None,
+    depth: Annotated[int, Field(ge=2)] | None = None,
     kernel_size: int = 3,
     pool: Literal["max", "avg", "none"] = "max",
     norm: Norm = "batch",
     activation: Activation = "relu",
-    dropout: float = 0.0,
-    conv_dropout: float = 0.0,
+    dropout: Prob = 0.0,
+    conv_dropout: Prob = 0.0,
     fc_hidden: list[int] = [],  # noqa: B006
     fc_norm: bool = False,
     global_pool: bool = False,
     init: Init = "default",
 ) -> nn.Module:
-    """Stage i: convs_per_stage[i] x (conv kxk -> norm -> activation), pool 2x2, conv-dropout."""
-    convs = [convs_per_stage] * len(channels) if isinstance(convs_per_stage, int) else convs_per_stage
-    if len(convs) != len(channels):
-        from cnnlab.errors import ConfigError
+    """Stage i: convs_per_stage[i] x (conv kxk -> norm -> activation), pool 2x2, conv-dropout.
 
+    convs_per_stage: one number for every stage, or one per stage; 1 when neither it nor depth
+      is given.
+    depth: total layers with weights (convolutions + FC layers, the ResNet count); the
+      convolutions are spread over the stages of `channels`, earlier stages first. With
+      channels [64, 128, 256, 512] and fc_hidden [512]: 8, 10, 12 -> [2,2,1,1], [2,2,2,2],
+      [3,3,2,2] convs per stage. Give depth or convs_per_stage, not both.
+    Head: [dropout -> FC -> (BN) -> act] for each of fc_hidden, dropout, FC to the classes.
+    """
+    if depth is not None:
+        if convs_per_stage is not None:
+            raise ConfigError("model.convs_per_stage: set together with model.depth, which fixes it; give one of the two")
+        convs = convs_for_depth(depth, len(channels), len(fc_hidden) + 1)
+    else:
+        per = 1 if convs_per_stage is None else convs_per_stage
+        convs = [per] * len(channels) if isinstance(per, int) else per
+    if len(convs) != len(channels):
         raise ConfigError(f"model.convs_per_stage: {len(convs)} entries but model.channels has {len(channels)}")
     layers: list[nn.Module] = []
     c = in_channels

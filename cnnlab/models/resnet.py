@@ -1,31 +1,75 @@
-"""ResNet with basic blocks: configurable blocks per stage and widths, a stem for the input size."""
+"""ResNets: basic and bottleneck blocks, depth presets (ImageNet, CIFAR, small), a stem for the input size.
+
+Depth counts the layers with weights on the longest path: stem convolutions + the convolutions
+of every block (2 per basic block, 3 per bottleneck) + the FC layer; 1x1 shortcut projections
+are not counted. So ResNet-18 = 1 + 2*8 + 1, ResNet-50 = 1 + 3*16 + 1, CIFAR ResNet-20 =
+1 + 2*9 + 1, and the small presets 11/15/19 use a two-conv stem: 2 + 2*4 + 1, 2 + 2*6 + 1,
+2 + 2*8 + 1. `cnn`'s depth option counts the same way, so plain and residual nets compare.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
+from pydantic import Field
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.models import CONTEXT, MODELS
-from cnnlab.models.layers import Activation, Init, Norm, initialize, make_activation, norm2d
+from cnnlab.models.layers import (
+    Activation,
+    Init,
+    Norm,
+    Prob,
+    conv_block,
+    initialize,
+    make_activation,
+    norm2d,
+)
+
+IMAGENET_WIDTHS = [64, 128, 256, 512]
+CIFAR_WIDTHS = [16, 32, 64]
+# depth -> (blocks per stage, block kind, stage widths, stem convolutions)
+PRESETS: dict[int, tuple[list[int], str, list[int], int]] = {
+    11: ([1, 1, 1, 1], "basic", IMAGENET_WIDTHS, 2),
+    15: ([2, 2, 1, 1], "basic", IMAGENET_WIDTHS, 2),
+    19: ([2, 2, 2, 2], "basic", IMAGENET_WIDTHS, 2),
+    18: ([2, 2, 2, 2], "basic", IMAGENET_WIDTHS, 1),
+    34: ([3, 4, 6, 3], "basic", IMAGENET_WIDTHS, 1),
+    50: ([3, 4, 6, 3], "bottleneck", IMAGENET_WIDTHS, 1),
+    101: ([3, 4, 23, 3], "bottleneck", IMAGENET_WIDTHS, 1),
+    152: ([3, 8, 36, 3], "bottleneck", IMAGENET_WIDTHS, 1),
+    # He et al. 2015, section 4.2: 3 stages of n = (depth - 2) / 6 basic blocks at 16/32/64.
+    **{d: ([(d - 2) // 6] * 3, "basic", CIFAR_WIDTHS, 1) for d in (20, 32, 44, 56, 110)},
+}
+
+
+def _shortcut(c_in: int, c_out: int, stride: int, norm: str) -> nn.Module:
+    """Identity, or a strided 1x1 projection (+ norm) when the shape changes (torchvision's choice)."""
+    if stride == 1 and c_in == c_out:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=norm == "none"), norm2d(norm, c_out))  # type: ignore[arg-type]
 
 
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions with a residual connection (a 1x1 projection when shapes change)."""
 
-    def __init__(self, c_in: int, c_out: int, stride: int, norm: str, act: str, dropout: float = 0.0):
+    expansion = 1
+
+    def __init__(self, c_in: int, width: int, stride: int, norm: str, act: str, dropout: float = 0.0):
         super().__init__()
         bias = norm == "none"
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=bias)
-        self.bn1 = norm2d(norm, c_out)  # type: ignore[arg-type]
+        self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=bias)
+        self.bn1 = norm2d(norm, width)  # type: ignore[arg-type]
         self.act1 = make_activation(act)  # type: ignore[arg-type]
         self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=bias)
-        self.bn2 = norm2d(norm, c_out)  # type: ignore[arg-type]
+        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=bias)
+        self.bn2 = norm2d(norm, width)  # type: ignore[arg-type]
         self.act2 = make_activation(act)  # type: ignore[arg-type]
-        self.shortcut: nn.Module = nn.Identity()
-        if stride != 1 or c_in != c_out:
-            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=bias), norm2d(norm, c_out))  # type: ignore[arg-type]
+        self.shortcut = _shortcut(c_in, width, stride, norm)
+
+    def last_norm(self) -> nn.Module:
+        return self.bn2
 
     def forward(self, x):
         out = self.drop(self.act1(self.bn1(self.conv1(x))))
@@ -33,25 +77,88 @@ class BasicBlock(nn.Module):
         return self.act2(out + self.shortcut(x))
 
 
+class Bottleneck(nn.Module):
+    """1x1 reduce -> 3x3 (carries the stride, as torchvision's v1.5) -> 1x1 expand to 4x width."""
+
+    expansion = 4
+
+    def __init__(self, c_in: int, width: int, stride: int, norm: str, act: str, dropout: float = 0.0):
+        super().__init__()
+        bias = norm == "none"
+        c_out = width * self.expansion
+        self.conv1 = nn.Conv2d(c_in, width, 1, bias=bias)
+        self.bn1 = norm2d(norm, width)  # type: ignore[arg-type]
+        self.act1 = make_activation(act)  # type: ignore[arg-type]
+        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=bias)
+        self.bn2 = norm2d(norm, width)  # type: ignore[arg-type]
+        self.act2 = make_activation(act)  # type: ignore[arg-type]
+        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+        self.conv3 = nn.Conv2d(width, c_out, 1, bias=bias)
+        self.bn3 = norm2d(norm, c_out)  # type: ignore[arg-type]
+        self.act3 = make_activation(act)  # type: ignore[arg-type]
+        self.shortcut = _shortcut(c_in, c_out, stride, norm)
+
+    def last_norm(self) -> nn.Module:
+        return self.bn3
+
+    def forward(self, x):
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.drop(self.act2(self.bn2(self.conv2(out))))
+        out = self.bn3(self.conv3(out))
+        return self.act3(out + self.shortcut(x))
+
+
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
+
+
 @MODELS.register("resnet", context=CONTEXT)
 def resnet(
     in_channels: int,
     num_classes: int,
     input_size: tuple[int, int],
-    blocks: list[int] = [2, 2, 2, 2],  # noqa: B006
-    widths: list[int] = [64, 128, 256, 512],  # noqa: B006
+    depth: int | None = None,
+    blocks: list[int] | None = None,
+    widths: list[int] | None = None,
+    block: Literal["auto", "basic", "bottleneck"] = "auto",
     stem: Literal["auto", "small", "imagenet"] = "auto",
+    stem_convs: Annotated[int, Field(ge=1)] | None = None,
     norm: Norm = "batch",
     activation: Activation = "relu",
-    dropout: float = 0.0,
-    block_dropout: float = 0.0,
+    dropout: Prob = 0.0,
+    block_dropout: Prob = 0.0,
     init: Init = "kaiming",
     zero_init_residual: bool = True,
 ) -> nn.Module:
-    """Stem, then stage i of blocks[i] basic blocks at widths[i] (stride 2 from the second stage)."""
-    if len(blocks) != len(widths):
-        from cnnlab.errors import ConfigError
+    """Stem, then stage i of blocks[i] blocks at widths[i] (stride 2 from the second stage), pool, FC.
 
+    depth: a preset (see the module docstring): 11, 15, 19 (two-conv stem, widths 64..512),
+      18, 34 (basic), 50, 101, 152 (bottleneck), 20, 32, 44, 56, 110 (CIFAR: 3 stages at
+      16/32/64). Give either depth or blocks; widths may replace a preset's widths.
+    Without either: blocks [2, 2, 2, 2] of basic blocks at 64/128/256/512 (the ResNet-18 layout);
+      explicit blocks without widths take 64, 128, 256, 512 (cut or extended with 512).
+    block auto: the preset's kind, basic for explicit blocks.
+    stem: the first conv; imagenet = 7x7 stride 2 + 3x3/2 max pool, small = 3x3 stride 1;
+      auto picks imagenet from 128 px up. stem_convs > 1 adds 3x3 convs after it.
+    dropout comes before the FC layer; block_dropout (Dropout2d) inside each block.
+    """
+    if depth is not None:
+        if depth not in PRESETS:
+            raise ConfigError(f"model.depth: no ResNet preset of depth {depth}; choose one of "
+                              f"{', '.join(map(str, sorted(PRESETS)))}, or give model.blocks instead")
+        for key, value in (("blocks", blocks), ("stem_convs", stem_convs)):
+            if value is not None:
+                raise ConfigError(f"model.{key}: set together with model.depth, which fixes it; give one of the two")
+        blocks, kind, preset_widths, stem_convs = PRESETS[depth]
+        if block not in ("auto", kind):
+            raise ConfigError(f"model.block: ResNet-{depth} is made of {kind} blocks, not {block}; "
+                              "drop model.block or give model.blocks instead of model.depth")
+        widths = widths or preset_widths
+        block = kind  # type: ignore[assignment]
+    blocks = blocks or [2, 2, 2, 2]
+    widths = widths or IMAGENET_WIDTHS[: len(blocks)] + [512] * max(0, len(blocks) - 4)
+    stem_convs = stem_convs or 1
+    block_cls = BLOCKS["basic" if block == "auto" else block]
+    if len(blocks) != len(widths):
         raise ConfigError(f"model.blocks: {len(blocks)} stages but model.widths has {len(widths)}")
     if stem == "auto":
         # Small images (28-64 px) lose too much to a 7x7/2 conv + max pool; 224 px inputs need it.
@@ -62,14 +169,16 @@ def resnet(
     else:
         layers = [nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=bias)]
     layers += [norm2d(norm, widths[0]), make_activation(activation)]
+    for _ in range(stem_convs - 1):
+        layers += conv_block(widths[0], widths[0], 3, 1, 1, norm, activation)
     if stem == "imagenet":
         layers.append(nn.MaxPool2d(3, 2, 1))
     c = widths[0]
     for i, (n, width) in enumerate(zip(blocks, widths)):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
-            layers.append(BasicBlock(c, width, stride, norm, activation, block_dropout))
-            c = width
+            layers.append(block_cls(c, width, stride, norm, activation, block_dropout))
+            c = width * block_cls.expansion
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if dropout > 0:
         layers.append(nn.Dropout(dropout))
@@ -79,6 +188,6 @@ def resnet(
     if zero_init_residual and norm in ("batch", "group", "layer"):
         # Each block starts as the identity: helps deep nets train from the first step.
         for m in model.modules():
-            if isinstance(m, BasicBlock) and hasattr(m.bn2, "weight"):
-                nn.init.zeros_(m.bn2.weight)
+            if isinstance(m, (BasicBlock, Bottleneck)):
+                nn.init.zeros_(m.last_norm().weight)
     return model
