@@ -16,6 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
 data_app = typer.Typer(no_args_is_help=True, help="Look at datasets the way cnnlab sees them.")
 app.add_typer(data_app, name="data")
+model_app = typer.Typer(no_args_is_help=True, help="Look at models: layers, shapes, parameters, FLOPs.")
+app.add_typer(model_app, name="model")
 
 out = Console(soft_wrap=True)
 
@@ -116,6 +118,40 @@ def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")
             out.print(f"[bold yellow]problem[/] {p}")
     else:
         out.print("[green]no problems found[/]")
+
+
+@model_app.command("summary")
+def model_summary(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    overrides: Overrides = None,
+    input_shape: Annotated[str | None, typer.Option("--input", help="CxHxW, e.g. 3x32x32 (default: read from the data)")] = None,
+    classes: Annotated[int | None, typer.Option("--classes", help="number of classes (default: read from the data)")] = None,
+) -> None:
+    """Layer table (output shape, parameters, FLOPs for one image) and totals of the config's model."""
+    from cnnlab.config import load_config
+    from cnnlab.models.summary import parse_shape, summarize_config
+
+    cfg = load_config(config, overrides or [])
+    s = summarize_config(cfg, parse_shape(input_shape) if input_shape else None, classes)
+    table = Table("layer", "type", "output", "params", "FLOPs", box=None)
+    for x in s.layers:
+        shape = "x".join(map(str, x.output_shape)) if x.output_shape else "-"
+        table.add_row(x.name, x.type, shape, f"{x.params:,}" if x.params else "", _si(x.flops) if x.flops else "")
+    out.print(f"[bold]model[/] {s.model}   [bold]input[/] {'x'.join(map(str, s.input_shape))}   [bold]classes[/] {s.num_classes}")
+    out.print(table)
+    out.print(f"[bold]parameters[/] {s.trainable_params:,} trainable / {s.params:,} total")
+    extra = f" ({_si(s.unattributed_flops)} outside the listed layers)" if s.unattributed_flops else ""
+    out.print(f"[bold]FLOPs[/] {_si(s.flops)} per image{extra} (torch FlopCounterMode: convolutions and "
+              "matrix products, a multiply-add = 2)")
+    for note in s.notes:
+        out.print(f"[bold]note[/] {note}")
+
+
+def _si(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f}{unit}"
+    return str(int(n))
 
 
 def _fmt(values: list[float]) -> str:
