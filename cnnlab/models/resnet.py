@@ -159,6 +159,8 @@ def resnet(
     stem_convs = stem_convs or 1
     block_cls = BLOCKS["basic" if block == "auto" else block]
     if len(blocks) != len(widths):
+        if depth is not None:
+            raise ConfigError(f"model.widths: ResNet-{depth} has {len(blocks)} stages, got {len(widths)} widths")
         raise ConfigError(f"model.blocks: {len(blocks)} stages but model.widths has {len(widths)}")
     if stem == "auto":
         # Small images (28-64 px) lose too much to a 7x7/2 conv + max pool; 224 px inputs need it.
