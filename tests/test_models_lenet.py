@@ -67,3 +67,23 @@ def test_lenet_flatten_size_follows_the_input():
         build(shape=(1, 12, 12))
     with pytest.raises(ConfigError, match="model.dropout"):
         MODELS.validate("lenet", {"dropout": 1.5}, "model")
+
+
+@pytest.mark.slow
+def test_cnnlab_trains_lenet_on_real_mnist(tmp_path, mnist_small):
+    import json
+
+    import yaml
+    from conftest import write_config
+
+    from cnnlab.cli import main
+
+    cfg_path = write_config(tmp_path / "lenet.yaml", {"format": "idx", "path": str(mnist_small), "val_fraction": 0.1})
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["model"] = {"name": "lenet", "dropout": 0.1}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    assert main(["train", str(cfg_path), "-q"]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["params"] == 5148
+    assert summary["test_acc"] > 0.7  # 1,080 real digits, 2 epochs: far above the 10% of chance
