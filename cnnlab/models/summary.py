@@ -73,7 +73,9 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str = "
         for h in handles:
             h.remove()
         model.train(was_training)
-    layers = [Layer(n, type(m).__name__, shapes.get(n), sum(p.numel() for p in m.parameters()), flops[n]) for n, m in leaves]
+    # A model that is itself a single leaf (e.g. a bare nn.Linear) has the empty name.
+    layers = [Layer(n or "(model)", type(m).__name__, shapes.get(n), sum(p.numel() for p in m.parameters()), flops[n])
+              for n, m in leaves]
     total = counter.get_total_flops()
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
