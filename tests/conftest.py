@@ -132,7 +132,9 @@ def write_config(path: Path, data: dict, **sections) -> Path:
         "train": {"epochs": 2, "batch_size": 64, "out_dir": str(path.parent / "runs")},
     }
     for k, v in sections.items():
-        cfg[k] = {**cfg.get(k, {}), **v} if isinstance(v, dict) and isinstance(cfg.get(k), dict) else v
+        # Options merge into a section, unless it names another model/optimizer (then it replaces it).
+        same = isinstance(v, dict) and isinstance(cfg.get(k), dict) and v.get("name", cfg[k].get("name")) == cfg[k].get("name")
+        cfg[k] = {**cfg[k], **v} if same else v
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     return path
