@@ -161,4 +161,4 @@ def cifar_arrays(per_class_train: int, per_class_test: int) -> dict[str, tuple[n
                 out[split][0].append(np.asarray(Image.open(f).convert("RGB")))
             out[split][1].append(CIFAR_CLASSES.index(cls))
             out[split][2].append(info.filename)
-    return {k: (np.stack(x), np.asarray(y, np.int64), names) for k, (x, y, names) in out.items()}
+    return {k: (np.stack(x), np.asarray(y, np.int64), names) for k, (x, y, names) in out.items() if x}
