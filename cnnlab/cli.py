@@ -74,7 +74,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    input: Annotated[Path, typer.Argument(help=".npy array or folder/.zip of images")],
+    input: Annotated[Path, typer.Argument(help=".npy array, pixel .csv, or folder/.zip of images")],
     out_file: Annotated[Path, typer.Option("--out", help="CSV to write")] = Path("submission.csv"),
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
