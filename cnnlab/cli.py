@@ -14,7 +14,7 @@ from cnnlab.errors import DivergedError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
-data_app = typer.Typer(no_args_is_help=True, help="Look at datasets the way cnnlab sees them.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets and look at them the way cnnlab sees them.")
 app.add_typer(data_app, name="data")
 
 out = Console(soft_wrap=True)
@@ -116,6 +116,20 @@ def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")
             out.print(f"[bold yellow]problem[/] {p}")
     else:
         out.print("[green]no problems found[/]")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, cifar10, cifar100 or tiny-imagenet")],
+    dir: Annotated[Path | None, typer.Option("--dir", help="where to put it (default: data/NAME)")] = None,
+) -> None:
+    """Download a standard dataset (or find a verified copy); the last line is data.format=... data.path=..."""
+    from cnnlab.data.fetch import fetch
+
+    r = fetch(name, dir)
+    print(f"cnnlab: {r.how}", file=sys.stderr)
+    print("put these in the data: section of your config, or pass them as overrides:", file=sys.stderr)
+    print(f"data.format={r.format} data.path={r.path}")
 
 
 def _fmt(values: list[float]) -> str:

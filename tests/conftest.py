@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -149,8 +150,9 @@ def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
 CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 
+@functools.lru_cache(maxsize=8)
 def cifar_arrays(per_class_train: int, per_class_test: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
-    """Decoded real CIFAR-10 JPEGs: split -> (N x 32 x 32 x 3 uint8, labels, member names)."""
+    """Decoded real CIFAR-10 JPEGs: split -> (N x 32 x 32 x 3 uint8, labels, member names); shared, do not modify."""
     from PIL import Image
 
     out: dict[str, tuple[list, list, list]] = {"train": ([], [], []), "test": ([], [], [])}
