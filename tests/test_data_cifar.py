@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 
 import numpy as np
@@ -201,3 +202,18 @@ def test_safe_unpickler_returns_plain_data_only(tmp_path):
     dump(f, collections.OrderedDict(a=1))
     with pytest.raises(DataError, match="refusing to unpickle collections.OrderedDict"):
         load_pickle(f)
+
+
+def test_inspect_shows_names_and_version(cifar_dirs, arrays, tmp_path, capsys):
+    from conftest import write_config
+
+    from cnnlab.cli import main
+
+    cfg = write_config(tmp_path / "c.yaml", {"format": "cifar", "path": str(cifar_dirs / "cifar-100-binary"),
+                                             "label_mode": "coarse", "val_fraction": 0})
+    assert main(["data", "inspect", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "splits train 200, test 100" in out and "3x32x32" in out and "classes 20" in out
+    assert "CIFAR-100 binary version" in out and "coarse labels" in out
+    n_train, n_test = (int((fine_coarse(arrays[s][1])[1] == 7).sum()) for s in ("train", "test"))
+    assert re.search(rf"\n\s*7\s+coarse07\s+7\s+{n_train}\s+{n_test}\s*\n", out)

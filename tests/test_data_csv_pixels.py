@@ -126,3 +126,11 @@ def test_train_then_predict_an_unlabelled_csv(kaggle, mnist, tmp_path, capsys):
     assert main(["predict", str(run_dir), str(bad), "--out", str(tmp_path / "o.csv")]) == 2
     assert "rows of 3 pixel columns, but the model takes 1x28x28 = 784" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_inspect_mentions_the_unlabelled_test_file(kaggle, tmp_path, capsys):
+    cfg = write_config(tmp_path / "c.yaml", {"format": "csv_pixels", "path": str(kaggle)})
+    assert main(["data", "inspect", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "splits train 1530, val 170" in out and "1x28x28" in out and "uint8, values 0..255" in out
+    assert "test.csv is unlabelled: predict on it with" in out

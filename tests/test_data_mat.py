@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import scipy.io
@@ -111,3 +113,16 @@ def test_bad_files_and_shapes(tmp_path):
     junk.write_bytes(b"hello" * 100)
     with pytest.raises(DataError, match="junk.mat: not a readable .mat file"):
         read_raw(data(junk))
+
+
+def test_inspect_shows_the_mat_file(mnist_original, tmp_path, capsys):
+    from conftest import write_config
+
+    from cnnlab.cli import main
+
+    cfg = write_config(tmp_path / "c.yaml", {"format": "mat", "path": str(mnist_original), "test_from": 60000})
+    assert main(["data", "inspect", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "train 54000, val 6000, test 10000" in out and "1x28x28" in out
+    assert "'data' (784x70000) read as one image per column, pixels in row order" in out
+    assert re.search(r"\n\s*1\s+1\s+1\s+6068\s+674\s+1135\s*\n", out)  # MNIST's 1s: 6,742 train, 1,135 test

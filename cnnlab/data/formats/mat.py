@@ -71,7 +71,9 @@ def load_mat(
         test = Split(_images(tx, path, image_shape, pixel_order, test_data_var or data_var),
                      check_range(_integral(ty, tsource), len(classes), tsource),
                      [str(first + i) for i in range(len(ty))])
-    notes = [f"{data_var} read as {'one image per column' if _columns(arrays[data_var], arrays[label_var], orientation) else 'one image per row'}"]
+    per = "column" if _columns(arrays[data_var], arrays[label_var], orientation) else "row"
+    shape = "x".join(map(str, arrays[data_var].shape))
+    notes = [f"'{data_var}' ({shape}) read as one image per {per}, pixels in {pixel_order} order"]
     if test is None:
         notes.append("no test split: set data.test_from (e.g. 60000 for mnist-original.mat) or data.test_data_var/test_label_var")
     return RawDataset(train=train, test=test, classes=classes, label_values=values, notes=notes)
