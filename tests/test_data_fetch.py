@@ -305,9 +305,13 @@ def test_zip_archive_with_manifest(server, monkeypatch, tmp_path):
     assert "downloaded" in fetch("tiny-imagenet", tmp_path).how and server.log
 
 
-def test_unknown_name(capsys):
+def test_unknown_name_and_unusable_dir(capsys, tmp_path, monkeypatch):
     code, _, err = run(capsys, "data", "fetch", "cifar-10")
     assert code == 2 and "unknown dataset 'cifar-10' (did you mean 'cifar10'?)" in err
+    (tmp_path / "file").write_text("x")
+    monkeypatch.setitem(DATASETS, "mnist", replace(DATASETS["mnist"], system=()))
+    code, _, err = run(capsys, "data", "fetch", "mnist", "--dir", tmp_path / "file")
+    assert code == 2 and f"--dir {tmp_path / 'file'}: cannot create the folder" in err and "Traceback" not in err
 
 
 def test_progress_bar_on_a_terminal(server, mnist_gz, monkeypatch, tmp_path):

@@ -89,6 +89,8 @@ def test_colour_images_as_4d_array_and_as_flat_planes(tmp_path):
     assert raw.train.x.shape == (60, 3, 32, 32) and np.array_equal(raw.train.x.numpy(), x.transpose(0, 3, 1, 2))
     raw = read_raw(data(path, data_var="planes", label_var="labels", image_shape=[3, 32, 32]))
     assert np.array_equal(raw.train.x.numpy(), x.transpose(0, 3, 1, 2)) and np.array_equal(raw.train.y.numpy(), y)
+    with pytest.raises(DataError, match=r"data.image_shape: applies to flat image vectors, but 'X' .* is already 32x32x3"):
+        read_raw(data(path, data_var="X", label_var="y", image_shape=[3, 32, 32]))
     with pytest.raises(DataError, match="vectors of 3072 values do not fit data.image_shape"):
         read_raw(data(path, data_var="planes", label_var="labels", image_shape=[1, 32, 32]))
 

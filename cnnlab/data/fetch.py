@@ -121,6 +121,10 @@ def fetch(name: str, target: Path | None = None, progress: Progress | None = Non
         how = _system_copy(ds, Path(folder))
         if how:
             return Fetched(Path(folder), ds.format, how)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise DataError(f"--dir {target}: cannot create the folder ({e.strerror or e})") from None
     mirror = os.environ.get("CNNLAB_MIRROR")  # tests and local mirrors: one base URL for every file
     for remote in ds.files:
         urls = (mirror.rstrip("/") + "/" + remote.name,) if mirror else remote.urls

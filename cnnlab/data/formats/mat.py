@@ -154,6 +154,9 @@ def _integral(y: np.ndarray, source: str) -> np.ndarray:
 def _images(x: np.ndarray, path: Path, image_shape: list[int] | None, pixel_order: str, var: str) -> torch.Tensor:
     """N x D vectors (or N x H x W [x C] arrays) as an N x C x H x W tensor."""
     if x.ndim > 2:  # already shaped: N x H x W or N x H x W x C
+        if image_shape is not None:
+            raise DataError(f"data.image_shape: applies to flat image vectors, but '{var}' in {path} is already "
+                            f"{'x'.join(map(str, x.shape[1:]))} per image; remove the option")
         return to_images(np.ascontiguousarray(x), Path(f"{path}:{var}"))
     n, d = x.shape
     if image_shape is None:
