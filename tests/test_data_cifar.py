@@ -152,6 +152,11 @@ def test_truncated_records_and_wrong_label_mode(cifar_dirs, tmp_path):
     with pytest.raises(DataError, match=r"train.bin: 613800 bytes is not a whole number of 3074-byte records "
                                         r"\(199 complete, 2074 bytes left over\)"):
         read_raw(data(d))
+    rows = np.frombuffer(blob, np.uint8).reshape(-1, 3074).copy()
+    rows[7, 1] = 100  # a fine label beyond the 100 classes
+    (d / "train.bin").write_bytes(rows.tobytes())
+    with pytest.raises(DataError, match=r"cifar-100-binary/train.bin: label 100 at row 7 is outside the class range 0..99"):
+        read_raw(data(d))
     with pytest.raises(DataError, match="'coarse' labels exist only in CIFAR-100"):
         read_raw(data(cifar_dirs / "cifar-10-batches-bin", label_mode="coarse"))
     py = tmp_path / "cifar-10-batches-py"

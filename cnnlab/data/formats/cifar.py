@@ -88,12 +88,12 @@ def load_cifar(
     classes, notes = _class_names(folder, layout, label_mode)
     splits = {}
     for split, files in (("train", layout.train), ("test", layout.test)):
-        parts = [read(folder / f, layout, label_mode) for f in files if (folder / f).is_file()]
+        present = [folder / f for f in files if (folder / f).is_file()]
+        parts = [read(f, layout, label_mode) for f in present]
         x = np.concatenate([p[0] for p in parts])
-        y = np.concatenate([p[1] for p in parts])
+        y = torch.cat([check_range(p[1], len(classes), str(f)) for f, p in zip(present, parts)])
         ids = [i for p in parts for i in p[2]]
-        source = str(folder / files[0]) if len(files) == 1 else f"{folder}/{files[0][:-1]}*"
-        splits[split] = Split(torch.from_numpy(x.reshape(-1, 3, 32, 32)), check_range(y, len(classes), source), ids)
+        splits[split] = Split(torch.from_numpy(x.reshape(-1, 3, 32, 32)), y, ids)
     present = [f for f in layout.train if (folder / f).is_file()]
     if len(present) < len(layout.train):
         notes.append(f"only {len(present)} of {len(layout.train)} training batches present: {', '.join(present)}")
