@@ -14,7 +14,7 @@ from cnnlab.errors import DivergedError, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
-data_app = typer.Typer(no_args_is_help=True, help="Look at datasets the way cnnlab sees them.")
+data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets and look at them the way cnnlab sees them.")
 app.add_typer(data_app, name="data")
 model_app = typer.Typer(no_args_is_help=True, help="Look at models: layers, shapes, parameters, FLOPs.")
 app.add_typer(model_app, name="model")
@@ -76,7 +76,7 @@ def evaluate(
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    input: Annotated[Path, typer.Argument(help=".npy array or folder/.zip of images")],
+    input: Annotated[Path, typer.Argument(help=".npy array, pixel .csv, or folder/.zip of images")],
     out_file: Annotated[Path, typer.Option("--out", help="CSV to write")] = Path("submission.csv"),
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
@@ -152,6 +152,20 @@ def _si(n: float) -> str:
         if n >= size:
             return f"{n / size:.2f}{unit}"
     return str(int(n))
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, cifar10, cifar100 or tiny-imagenet")],
+    dir: Annotated[Path | None, typer.Option("--dir", help="where to put it (default: data/NAME)")] = None,
+) -> None:
+    """Download a standard dataset (or find a verified copy); the last line is data.format=... data.path=..."""
+    from cnnlab.data.fetch import fetch
+
+    r = fetch(name, dir)
+    print(f"cnnlab: {r.how}", file=sys.stderr)
+    print("put these in the data: section of your config, or pass them as overrides:", file=sys.stderr)
+    print(f"data.format={r.format} data.path={r.path}")
 
 
 def _fmt(values: list[float]) -> str:

@@ -1,4 +1,4 @@
-"""`cnnlab predict`: a submission CSV (image_id,label) for a .npy array or a folder of images."""
+"""`cnnlab predict`: a submission CSV (image_id,label) for a .npy array, a pixel CSV or a folder of images."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any, Literal
 import torch
 
 from cnnlab.data.decode import decode_many
+from cnnlab.data.formats.csv_pixels import predict_inputs as csv_inputs
 from cnnlab.data.formats.npy_csv import load_npy, to_images
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.sources import FileTree, is_image
@@ -21,7 +22,7 @@ from cnnlab.io import write_text
 
 
 def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:
-    """(ids, images shaped like the training images) from a .npy file or an image folder/zip."""
+    """(ids, images shaped like the training images) from a .npy file, a pixel .csv or an image folder/zip."""
     c, h, w = info["input_shape"]
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -34,6 +35,8 @@ def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tens
         if tuple(x.shape[1:]) != (c, h, w):
             raise DataError(f"{path}: images are {tuple(x.shape[1:])} but the model was trained on {c}x{h}x{w}")
         return [str(i) for i in range(len(x))], x
+    if path.suffix.lower() == ".csv":
+        return csv_inputs(path, (c, h, w))
     tree = FileTree(path)
     files = [f for f in tree.files if is_image(f)]
     if not files:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import os
@@ -146,3 +147,22 @@ def png_bytes(arr: np.ndarray, mode: str | None = None) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(arr, mode=mode).save(buf, format="PNG")
     return buf.getvalue()
+
+
+CIFAR_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+@functools.lru_cache(maxsize=8)
+def cifar_arrays(per_class_train: int, per_class_test: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """Decoded real CIFAR-10 JPEGs: split -> (N x 32 x 32 x 3 uint8, labels, member names); shared, do not modify."""
+    from PIL import Image
+
+    out: dict[str, tuple[list, list, list]] = {"train": ([], [], []), "test": ([], [], [])}
+    with zipfile.ZipFile(CIFAR_ZIP) as z:
+        for info in cifar_members(per_class_train, per_class_test):
+            _, split, cls, _ = info.filename.split("/")
+            with z.open(info) as f:
+                out[split][0].append(np.asarray(Image.open(f).convert("RGB")))
+            out[split][1].append(CIFAR_CLASSES.index(cls))
+            out[split][2].append(info.filename)
+    return {k: (np.stack(x), np.asarray(y, np.int64), names) for k, (x, y, names) in out.items() if x}

@@ -131,3 +131,45 @@ def test_not_an_image_dataset(tmp_path):
     bad_zip.write_bytes(b"PK\x03\x04 definitely not a zip")
     with pytest.raises(DataError, match="x.zip"):
         read_raw(data(bad_zip, cache=False))
+
+
+def test_sixteen_bit_cmyk_and_exif_rotated_images(cifar_zip_small, tmp_path):
+    import io
+
+    with zipfile.ZipFile(cifar_zip_small) as z:
+        names = [n for n in z.namelist() if n.endswith(".jpg")][:2]
+        photos = [np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB")) for n in names]
+    # 16-bit grayscale PNG (as from scientific cameras): scaled to 8 bits, not clipped to white.
+    wide = (photos[0][..., 0].astype(np.uint16) * 257 + 100).clip(0, 65535)
+    gray = tmp_path / "g"
+    make_tree(gray, {"a/1.png": png_bytes(wide.astype(np.uint16)), "b/1.png": png_bytes(photos[1][..., 0], "L")})
+    assert Image.open(gray / "a" / "1.png").mode == "I;16"
+    raw = read_raw(data(gray, cache=False))
+    assert raw.train.x.shape == (2, 1, 32, 32)
+    assert np.abs(raw.train.x[0, 0].numpy().astype(int) - photos[0][..., 0]).max() <= 1
+
+    def jpeg(im, **kw):
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=95, **kw)
+        return buf.getvalue()
+
+    # A CMYK JPEG (print workflows) and a phone photo stored sideways with EXIF orientation 6.
+    cmyk = Image.fromarray(photos[0]).convert("CMYK")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    sideways = Image.fromarray(np.ascontiguousarray(photos[1][:, :16]))  # 32 high, 16 wide as stored
+    colour = tmp_path / "c"
+    make_tree(colour, {"a/cmyk.jpg": jpeg(cmyk), "b/phone.jpg": jpeg(sideways, exif=exif.tobytes())})
+    with pytest.raises(DataError, match=r"different sizes \(32x32 in a/cmyk.jpg, 16x32 in b/phone.jpg\)"):
+        read_raw(data(colour, cache=False))  # the photo is 16 high and 32 wide once upright
+    raw = read_raw(data(colour, image_size=[16, 32], cache=False))
+    assert raw.train.x.shape == (2, 3, 16, 32)
+    expected = np.asarray(Image.open(colour / "b" / "phone.jpg").convert("RGB").transpose(Image.Transpose.ROTATE_270))
+    assert np.array_equal(raw.train.x[1].numpy(), expected.transpose(2, 0, 1))
+    small = np.asarray(Image.open(colour / "a" / "cmyk.jpg").convert("RGB").resize((32, 16), Image.Resampling.BILINEAR,
+                                                                                     reducing_gap=None))
+    assert np.array_equal(raw.train.x[0].numpy(), small.transpose(2, 0, 1))
+    # At its own size, the CMYK photo comes back close to the RGB original (JPEG loss only).
+    same = make_tree(tmp_path / "s", {"a/cmyk.jpg": jpeg(cmyk), "b/rgb.png": png_bytes(photos[1])})
+    x = read_raw(data(same, cache=False)).train.x.numpy().astype(int)
+    assert np.abs(x[0] - photos[0].transpose(2, 0, 1)).mean() < 4 and np.array_equal(x[1], photos[1].transpose(2, 0, 1))

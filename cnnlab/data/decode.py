@@ -8,12 +8,28 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cnnlab.data.sources import FileTree
 from cnnlab.errors import DataError
 
 Size = tuple[int, int]
+
+_ORIENTATION = 0x0112  # EXIF tag: how the camera was held
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}  # 16-bit (or 32-bit integer) grayscale
+
+
+def upright(im: Image.Image) -> Image.Image:
+    """Apply the EXIF orientation, as photo viewers do; images without one are returned as they are."""
+    if im.getexif().get(_ORIENTATION, 1) in (1, None):
+        return im
+    return ImageOps.exif_transpose(im)
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit grayscale scaled to 0..255 (PIL's own conversion clips everything above 255 to white)."""
+    arr = np.asarray(im).astype(np.int64).clip(0, 65535)
+    return Image.fromarray(((arr * 255 + 32767) // 65535).astype(np.uint8), "L")
 
 
 def decode_one(tree: FileTree, rel: str, mode: str, size: Size | None) -> np.ndarray | str:
@@ -22,6 +38,9 @@ def decode_one(tree: FileTree, rel: str, mode: str, size: Size | None) -> np.nda
     try:
         with Image.open(io.BytesIO(data)) as im:
             im.load()
+            im = upright(im)
+            if im.mode in _WIDE_MODES:
+                im = to_8bit(im)
             if im.mode in ("P", "PA", "LA", "RGBA"):
                 # Transparent pixels composite onto black, as if the alpha were premultiplied.
                 im = im.convert("RGBA")
@@ -37,10 +56,13 @@ def decode_one(tree: FileTree, rel: str, mode: str, size: Size | None) -> np.nda
 
 
 def probe_mode(tree: FileTree, rel: str) -> tuple[str, Size] | None:
-    """(PIL mode, (H, W)) from the header only, or None when unreadable."""
+    """(PIL mode, (H, W) as displayed) from the header only, or None when unreadable."""
     try:
         with Image.open(io.BytesIO(tree.read(rel))) as im:
-            return im.mode, (im.size[1], im.size[0])
+            w, h = im.size
+            if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
+                w, h = h, w
+            return im.mode, (h, w)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 

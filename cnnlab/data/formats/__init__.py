@@ -10,4 +10,12 @@ from cnnlab.registry import Registry
 FORMATS = Registry("data format", "data.format")
 
 # Importing the modules registers the formats.
-from cnnlab.data.formats import idx, image_folder, npy_csv  # noqa: E402,F401
+from cnnlab.data.formats import (  # noqa: E402,F401
+    cifar,
+    csv_pixels,
+    idx,
+    image_folder,
+    mat,
+    npy_csv,
+    tiny_imagenet,
+)

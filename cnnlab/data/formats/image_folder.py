@@ -78,7 +78,7 @@ def load_image_folder(
     tree = FileTree(path)
     size = _size(image_size)
     key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
-           "skip_corrupt": skip_corrupt, "version": 1}
+           "skip_corrupt": skip_corrupt, "version": 2}
     return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt))
 
 
