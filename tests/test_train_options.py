@@ -185,7 +185,8 @@ def test_hinge_loss_trains(mnist_small, tmp_path):
 
 def test_grad_clip_value_clamps_each_element(mnist_small, tmp_path):
     lr, v = 0.1, 2e-3
-    cfg = config(tmp_path, mnist(mnist_small), optim={"name": "sgd", "lr": lr, "momentum": 0.0}, train={"grad_clip_value": v})
+    cfg = config(tmp_path, mnist(mnist_small), optim={"name": "sgd", "lr": lr, "momentum": 0.0},
+                 train={**ONE_EPOCH, "grad_clip_value": v})
 
     def clipped_sgd(params, state):
         for p in params:
@@ -199,14 +200,17 @@ def test_grad_clip_value_clamps_each_element(mnist_small, tmp_path):
 
 def test_grad_clip_norm_scales_the_global_norm(mnist_small, tmp_path):
     lr, c = 0.1, 0.05
-    cfg = config(tmp_path, mnist(mnist_small), optim={"name": "sgd", "lr": lr, "momentum": 0.0}, train={"grad_clip": c})
+    cfg = config(tmp_path, mnist(mnist_small), optim={"name": "sgd", "lr": lr, "momentum": 0.0},
+                 train={**ONE_EPOCH, "grad_clip": c})
 
     def clipped_sgd(params, state):
         norm = torch.stack([p.grad.norm() for p in params]).norm()
         for p in params:
             p -= lr * p.grad * min(1.0, c / (float(norm) + 1e-6))
 
-    expected, _ = replay(cfg, clipped_sgd)
+    expected, grads = replay(cfg, clipped_sgd)
+    n = len(grads) // 3  # parameters per step
+    assert all(float(torch.stack([g.norm() for g in grads[i:i + n]]).norm()) > 2 * c for i in range(0, len(grads), n))
     run_dir, _ = run(cfg)
     assert_same_weights(ckpt(run_dir)["model"], expected)
 
@@ -225,7 +229,7 @@ def test_fp16_clips_the_unscaled_gradients(mnist_small, tmp_path):
 
 
 def test_bf16_autocast_trains_on_cpu(mnist_small, tmp_path):
-    data = mnist(mnist_small, n=600)
+    data = mnist(mnist_small, n=400)
     plain_dir, plain = run(config(tmp_path, data, "off", train={"amp": "off", "epochs": 1}))
     bf16_dir, bf16 = run(config(tmp_path, data, "bf16", train={"amp": "bf16", "epochs": 1}))
     a, b = rows(plain_dir)[0], rows(bf16_dir)[0]
@@ -325,17 +329,27 @@ def test_early_stop_ends_the_run_and_its_counters_resume(mnist_small, tmp_path, 
     assert "early stop after epoch 3" in capsys.readouterr().err
 
 
-def test_monitors_must_be_logged_before_any_run_directory_exists(mnist_small, tmp_path):
+def test_bad_options_are_one_line_exit_2_before_any_run_directory(mnist_small, tmp_path, capsys, monkeypatch):
+    cfg = write_config(tmp_path / "c.yaml", mnist(mnist_small))
     cases = [
-        ({"train": {"early_stop": {"monitor": "val_acc"}}}, "train.early_stop.monitor: 'val_acc' is not logged "
-                                                            "(this run has no validation split: set data.val_fraction > 0)"),
-        ({"train": {"early_stop": {"monitor": "train_l2"}}}, "train.early_stop.monitor: 'train_l2' is not logged"),
-        ({"schedule": {"name": "plateau", "monitor": "val_acc"}}, "schedule.monitor: 'val_acc' is not logged"),
+        (["train.early_stop.monitor=val_acc"], "train.early_stop.monitor: 'val_acc' is not logged "
+                                               "(this run has no validation split: set data.val_fraction > 0)"),
+        (["train.early_stop.monitor=train_l2"], "train.early_stop.monitor: 'train_l2' is not logged"),
+        (["train.early_stop.patiense=2"], "train.early_stop.patiense: unknown key (did you mean 'train.early_stop.patience'?)"),
+        (["schedule.name=plateau", "schedule.monitor=val_acc"], "schedule.monitor: 'val_acc' is not logged"),
+        (["schedule.warmup_epochs=2"], "schedule.warmup_epochs: 2 epochs of warm-up (6 steps) leave nothing"),
+        (["train.ema=1"], "train.ema: Input should be less than 1"),
+        (["train.tta=vflip"], "train.tta: Input should be 'none' or 'hflip'"),
+        (["loss.name=hinge", "loss.p=3"], "loss.p: Input should be 1 or 2"),
     ]
-    for sections, message in cases:
-        with pytest.raises(ConfigError) as e:
-            run(config(tmp_path, mnist(mnist_small), **sections))
-        assert str(e.value).startswith(message)
+    for overrides, message in cases:
+        assert main(["train", str(cfg), *overrides]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+    monkeypatch.setenv("PATH", str(tmp_path))  # no C++ compiler to be found
+    monkeypatch.delenv("CXX", raising=False)
+    assert main(["train", str(cfg), "train.compile=true"]) == 2
+    assert "train.compile: torch.compile on the CPU needs a C++ compiler" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
     # With the penalty on, train_l2 is a metric like any other.
     _, s = run(config(tmp_path, mnist(mnist_small), loss={"l2": 1e-3},

@@ -7,6 +7,7 @@ directory is created, so bad input never leaves a half-made run behind.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 import shutil
 from collections.abc import Callable
@@ -200,10 +201,13 @@ def _check_compiler(cfg: Config, device: torch.device) -> None:
         return
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
-
-        found = shutil.which(get_cpp_compiler()) is not None
-    except Exception:  # torch raises its own error types when it finds no compiler
-        found = False
+    except ImportError:  # a private module that may move: look for the usual names instead
+        found = any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c)
+    else:
+        try:
+            found = shutil.which(get_cpp_compiler()) is not None
+        except Exception:  # torch raises its own error types when it finds no compiler
+            found = False
     if not found:
         raise ConfigError("train.compile: torch.compile on the CPU needs a C++ compiler (g++ or clang++) and "
                           "none was found; install one or set train.compile=false")
