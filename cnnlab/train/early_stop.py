@@ -37,8 +37,9 @@ class EarlyStopping:
             self.bad_epochs += 1
         if self.bad_epochs >= self.patience:
             best = "none" if self.best is None else f"{self.best:.4g} at epoch {self.best_epoch}"
+            epochs = f"{self.patience} epoch" + ("s" if self.patience > 1 else "")
             raise StopTraining("early_stopped", f"early stop after epoch {epoch}: {self.monitor} did not improve "
-                                                f"by more than {self.min_delta:g} for {self.patience} epochs (best {best})")
+                                                f"by more than {self.min_delta:g} for {epochs} (best {best})")
 
     def note(self) -> str:
         """A few words for the epoch's progress line."""
