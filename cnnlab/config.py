@@ -8,6 +8,7 @@ signature of the function registered under that name, so adding one needs no edi
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Any, Literal
 
@@ -50,10 +51,24 @@ class OptimConfig(_Open):
 
 class ScheduleConfig(_Open):
     name: str = "none"
+    # Linear warm-up over this many epochs (fractions allowed), counted in optimizer steps;
+    # the named schedule starts when it ends (see cnnlab/train/schedule.py).
+    warmup_epochs: float = Field(0.0, ge=0.0)
 
 
 class LossConfig(_Open):
     name: str = "cross_entropy"
+    # Explicit L2 penalty l2/2 * sum(w**2), added to the data loss and logged as train_l2.
+    l2: float = Field(0.0, ge=0.0)
+    # Which parameters it covers: conv/linear weights only, or every trainable parameter.
+    l2_params: Literal["weights", "all"] = "weights"
+
+
+class EarlyStopConfig(_Strict):
+    monitor: str = "val_acc"
+    patience: int = Field(5, ge=1)
+    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for *_acc / *_top5, min otherwise
+    min_delta: float = Field(0.0, ge=0.0)
 
 
 class TrainConfig(_Strict):
@@ -63,7 +78,13 @@ class TrainConfig(_Strict):
     out_dir: str = "runs"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
     channels_last: Literal["auto", "on", "off"] = "auto"
-    grad_clip: float | None = Field(None, gt=0.0)
+    grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm
+    grad_clip_value: float | None = Field(None, gt=0.0)  # clamp every gradient element to +-value
+    ema: float | None = Field(None, gt=0.0, lt=1.0)  # EMA decay of the weights; evaluation uses them
+    early_stop: EarlyStopConfig | None = None
+    tta: Literal["none", "hflip"] = "none"  # test-time augmentation in every evaluation
+    compile: bool = False  # torch.compile the model for training steps
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     threads: int | None = Field(None, gt=0)
 
 
@@ -161,7 +182,7 @@ def resolve(raw: dict[str, Any]) -> Config:
     except pydantic.ValidationError as e:
         first = e.errors()[0]
         section = str(first["loc"][0]) if first["loc"] else ""
-        known = SECTIONS if len(first["loc"]) == 1 else _fields_of(section)
+        known = SECTIONS if len(first["loc"]) == 1 else _fields_at(first["loc"][:-1])
         loc_rest = first["loc"][1:] if len(first["loc"]) > 1 else first["loc"]
         if len(first["loc"]) == 1:
             section = ""
@@ -172,10 +193,17 @@ def resolve(raw: dict[str, Any]) -> Config:
     return _validate_registered(cfg)
 
 
-def _fields_of(section: str) -> list[str]:
-    model = Config.model_fields.get(section)
-    ann = getattr(model, "annotation", None)
-    return list(getattr(ann, "model_fields", {}))
+def _fields_at(loc: tuple) -> list[str]:
+    """Field names of the (possibly nested, possibly optional) section at `loc`, for hints."""
+    model: Any = Config
+    for key in loc:
+        info = getattr(model, "model_fields", {}).get(key)
+        if info is None:
+            return []
+        ann = info.annotation
+        # `EarlyStopConfig | None`: the section is the non-None member of the union.
+        model = next((a for a in typing.get_args(ann) if hasattr(a, "model_fields")), ann)
+    return list(getattr(model, "model_fields", {}))
 
 
 def normalize_augment(items: Any) -> list[dict[str, Any]]:

@@ -11,9 +11,10 @@ from cnnlab.data.loader import BatchLoader
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model
 from cnnlab.io import write_json
-from cnnlab.train.losses import LOSSES
+from cnnlab.train.losses import build_loss
 from cnnlab.train.metrics import evaluate
 from cnnlab.train.runner import make_autocast
+from cnnlab.train.tta import with_tta
 
 
 def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best", "last"] = "best") -> dict[str, Any]:
@@ -29,8 +30,8 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     if split not in splits:
         raise UserError(f"--split {split}: this dataset has no {split} split (it has: {', '.join(splits)})")
     loader = BatchLoader(splits[split], cfg.train.eval_batch_size, device, bundle.scale, info["mean"], info["std"])
-    loss_fn = LOSSES.build(cfg.loss.name, cfg.options("loss", "name"), num_classes=len(info["classes"]))
-    ev = evaluate(model, loader, loss_fn, len(info["classes"]), make_autocast(cfg, device))
+    loss_fn = build_loss(cfg.loss, len(info["classes"]))
+    ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), make_autocast(cfg, device))
     png = run_dir / f"confusion-{split}-{which}.png"
     plot_confusion(ev.confusion.numpy(), info["classes"], png,
                    f"{run_dir.name}: {split}, {which} checkpoint (epoch {ckpt.get('epoch', '?')}), acc {ev.acc * 100:.2f}%")

@@ -19,6 +19,7 @@ from cnnlab.data.types import Split
 from cnnlab.errors import DataError
 from cnnlab.inference import load_run_model
 from cnnlab.io import write_text
+from cnnlab.train.tta import with_tta
 
 
 def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:
@@ -54,9 +55,10 @@ def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best
     device = next(model.parameters()).device
     loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"], info["std"])
     preds = []
+    scorer = with_tta(model, cfg.train.tta)  # the same test-time augmentation as the run's evaluation
     with torch.inference_mode():
         for xb, _ in loader:
-            preds.append(model(xb).argmax(1).cpu())
+            preds.append(scorer(xb).argmax(1).cpu())
     labels = torch.cat(preds).tolist()
     values = info["label_values"]
     buf = io.StringIO()

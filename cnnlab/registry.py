@@ -123,7 +123,9 @@ def format_validation_error(
         leaf = str(first["loc"][-1])
         hint = suggest(leaf, known)
         if hint:
-            dotted = f"{section}.{hint.split(chr(39))[1]}" if section else hint.split(chr(39))[1]
+            word = hint.split(chr(39))[1]
+            # Replace only the leaf, so nested keys (train.early_stop.monitr) keep their path.
+            dotted = f"{key.rsplit('.', 1)[0]}.{word}" if "." in key else word
             hint = f" (did you mean '{dotted}'?)"
         where = f" for {owner}" if owner else ""
         return f"{key}: unknown key{where}{hint}"

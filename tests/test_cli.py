@@ -164,7 +164,8 @@ def test_same_seed_same_metrics(mnist_small, tmp_path, capsys):
 
 
 def cli(*args, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # The same thread count as this process (1 under xdist): float sums depend on it.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen([sys.executable, "-m", "cnnlab", *map(str, args)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT, **kw)
 
@@ -176,8 +177,12 @@ def epochs_done(out_dir: Path) -> int:
 
 def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(mnist_small, tmp_path, capsys):
     data = {"format": "idx", "path": str(mnist_small), "limit_train": 800}
+    # Every piece of state a run carries: schedule and warm-up counters, EMA weights, early-stop counters.
     common = dict(augment=["hflip", {"random_crop": {"padding": 2}}], model={"dropout": 0.2},
-                  schedule={"name": "step", "step_size": 1, "gamma": 0.5}, train={"epochs": 3, "batch_size": 32})
+                  schedule={"name": "multistep", "milestones": [1], "gamma": 0.5, "warmup_epochs": 0.5},
+                  loss={"l2": 1e-4},
+                  train={"epochs": 3, "batch_size": 32, "ema": 0.9, "grad_clip_value": 1.0,
+                         "early_stop": {"monitor": "val_loss", "patience": 5, "min_delta": 10}})
     whole = train(capsys, write_config(tmp_path / "a" / "c.yaml", data, **common))
 
     cfg = write_config(tmp_path / "b" / "c.yaml", data, **common)
@@ -198,9 +203,12 @@ def test_resume_after_kill_ends_where_the_uninterrupted_run_ends(mnist_small, tm
     assert [r["epoch"] for r in b] == [1, 2, 3]
     for ra, rb in zip(a, b):
         assert {k: v for k, v in ra.items() if k != "seconds"} == {k: v for k, v in rb.items() if k != "seconds"}
-    wa = torch.load(whole / "last.pt", weights_only=True)["model"]
-    wb = torch.load(run_dir / "last.pt", weights_only=True)["model"]
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    la = torch.load(whole / "last.pt", weights_only=True)
+    lb = torch.load(run_dir / "last.pt", weights_only=True)
+    for key in ("model", "raw_model"):  # EMA and raw weights
+        assert all(torch.equal(la[key][k], lb[key][k]) for k in la[key])
+    assert la["callbacks"] == lb["callbacks"] == {"early_stop": {"best": a[0]["val_loss"], "best_epoch": 1, "bad_epochs": 2}}
+    assert la["schedule"] == lb["schedule"] and int(lb["ema_updates"]) == 3 * 23
     assert json.loads((run_dir / "summary.json").read_text())["status"] == "completed"
 
 

@@ -1,9 +1,14 @@
-"""Loss functions, registered under the name used in `loss.name`."""
+"""Loss functions, registered under the name used in `loss.name`, and the explicit L2 penalty."""
 
 from __future__ import annotations
 
+from typing import Literal
+
+import torch
 from torch import nn
 
+from cnnlab.config import LossConfig
+from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
 
 LOSSES = Registry("loss", "loss.name")
@@ -13,7 +18,49 @@ LOSSES = Registry("loss", "loss.name")
 def cross_entropy(num_classes: int, label_smoothing: float = 0.0) -> nn.Module:
     """Softmax cross-entropy, optionally with label smoothing."""
     if not 0.0 <= label_smoothing < 1.0:
-        from cnnlab.errors import ConfigError
-
         raise ConfigError(f"loss.label_smoothing: must be in [0, 1), got {label_smoothing}")
     return nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+
+@LOSSES.register("hinge", context=("num_classes",))
+def hinge(num_classes: int, margin: float = 1.0, p: Literal[1, 2] = 1) -> nn.Module:
+    """Multi-class hinge (Weston-Watkins): mean over j != y of max(0, margin - x_y + x_j)**p / classes."""
+    if margin <= 0:
+        raise ConfigError(f"loss.margin: must be > 0, got {margin}")
+    return nn.MultiMarginLoss(p=p, margin=margin)
+
+
+def build_loss(loss: LossConfig, num_classes: int) -> nn.Module:
+    """The data loss named by `loss.name` (the L2 penalty is separate: see L2Penalty)."""
+    opts = {k: v for k, v in loss.model_dump().items() if k not in LossConfig.model_fields}
+    return LOSSES.build(loss.name, opts, num_classes=num_classes)
+
+
+def l2_parameters(model: nn.Module, which: Literal["weights", "all"]) -> list[nn.Parameter]:
+    """'weights': the weight of every conv and linear layer; 'all': every trainable parameter."""
+    if which == "all":
+        return [p for p in model.parameters() if p.requires_grad]
+    layers = (nn.modules.conv._ConvNd, nn.Linear)
+    return [m.weight for m in model.modules() if isinstance(m, layers) and m.weight.requires_grad]
+
+
+class L2Penalty:
+    """l2/2 * sum of squared parameters: its gradient adds l2 * w, as SGD weight decay does."""
+
+    def __init__(self, params: list[nn.Parameter], l2: float):
+        self.params = params
+        self.l2 = l2
+
+    def __call__(self) -> torch.Tensor:
+        # Sum of squares, not norm()**2: the norm's gradient is NaN at an all-zero tensor.
+        return 0.5 * self.l2 * torch.stack([p.square().sum() for p in self.params]).sum()
+
+
+def build_penalty(loss: LossConfig, model: nn.Module) -> L2Penalty | None:
+    """The L2 penalty `loss.l2` asks for, or None when it is 0."""
+    if loss.l2 == 0:
+        return None
+    params = l2_parameters(model, loss.l2_params)
+    if not params:
+        raise ConfigError(f"loss.l2_params: '{loss.l2_params}' selects no parameters of this model; use 'all'")
+    return L2Penalty(params, loss.l2)

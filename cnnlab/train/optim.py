@@ -36,3 +36,19 @@ def adamw(params: Iterable, lr: float, betas: tuple[float, float] = (0.9, 0.999)
           weight_decay: float = 0.01, amsgrad: bool = False) -> torch.optim.Optimizer:
     """AdamW: Adam with decoupled weight decay."""
     return torch.optim.AdamW(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+
+
+@OPTIMIZERS.register("adagrad", context=CONTEXT)
+def adagrad(params: Iterable, lr: float, lr_decay: float = 0.0, weight_decay: float = 0.0,
+            initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> torch.optim.Optimizer:
+    """Adagrad: per-parameter steps scaled by the root of the summed squared gradients."""
+    return torch.optim.Adagrad(params, lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                               initial_accumulator_value=initial_accumulator_value, eps=eps)
+
+
+@OPTIMIZERS.register("rmsprop", context=CONTEXT)
+def rmsprop(params: Iterable, lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+            momentum: float = 0.0, centered: bool = False) -> torch.optim.Optimizer:
+    """RMSprop: steps scaled by a moving average (decay alpha) of squared gradients."""
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                               momentum=momentum, centered=centered)

@@ -9,16 +9,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 
-def format_epoch(m: dict[str, Any], epochs: int) -> str:
-    """One line summing up an epoch's metrics."""
+def format_epoch(m: dict[str, Any], epochs: int, eval_tag: str = "", notes: list[str] | None = None) -> str:
+    """One line summing up an epoch's metrics; eval_tag marks how splits were evaluated (ema, tta)."""
+    l2 = f" (+l2 {m['train_l2']:.4f})" if "train_l2" in m else ""
     parts = [f"epoch {m['epoch']}/{epochs}", f"lr {m['lr']:.3g}",
-             f"train loss {m['train_loss']:.4f} acc {m['train_acc'] * 100:.2f}%"]
+             f"train loss {m['train_loss']:.4f}{l2} acc {m['train_acc'] * 100:.2f}%"]
+    tag = f" ({eval_tag})" if eval_tag else ""
     for split in ("val", "test"):
         if f"{split}_acc" in m:
-            text = f"{split} loss {m[f'{split}_loss']:.4f} acc {m[f'{split}_acc'] * 100:.2f}%"
+            text = f"{split}{tag} loss {m[f'{split}_loss']:.4f} acc {m[f'{split}_acc'] * 100:.2f}%"
             if m.get(f"{split}_top5") is not None:
                 text += f" top5 {m[f'{split}_top5'] * 100:.2f}%"
             parts.append(text)
+    parts += notes or []
     parts.append(f"{m['seconds']:.1f}s")
     return "  ".join(parts)
 
@@ -53,9 +56,9 @@ class Reporter:
         if self._progress is not None:
             self._progress.update(self._task, advance=1, loss="-" if loss is None else f"{loss:.4f}")
 
-    def end_epoch(self, metrics: dict[str, Any]) -> None:
+    def end_epoch(self, metrics: dict[str, Any], eval_tag: str = "", notes: list[str] | None = None) -> None:
         self.close()
-        self.message(format_epoch(metrics, self.epochs))
+        self.message(format_epoch(metrics, self.epochs, eval_tag, notes))
 
     def close(self) -> None:
         if self._progress is not None:

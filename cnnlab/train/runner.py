@@ -7,7 +7,9 @@ directory is created, so bad input never leaves a half-made run behind.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +28,12 @@ from cnnlab.errors import ConfigError, DivergedError, UserError
 from cnnlab.io import write_json
 from cnnlab.models import build_model, count_parameters
 from cnnlab.train import checkpoint
-from cnnlab.train.losses import LOSSES
+from cnnlab.train.early_stop import EarlyStopping
+from cnnlab.train.losses import L2Penalty, build_loss, build_penalty
+from cnnlab.train.metrics import metric_mode
 from cnnlab.train.optim import OPTIMIZERS
 from cnnlab.train.progress import Reporter
-from cnnlab.train.schedule import SCHEDULES, Schedule
+from cnnlab.train.schedule import Schedule, build_schedule
 from cnnlab.train.trainer import Callback, StopTraining, Trainer, TrainState
 
 
@@ -94,18 +98,24 @@ class Session:
     generator: torch.Generator
     autocast: Callable[[], contextlib.AbstractContextManager]
     scaler: torch.amp.GradScaler | None
+    penalty: L2Penalty | None = None
+    early_stop: EarlyStopping | None = None
 
     def meta(self) -> dict[str, Any]:
         """Plain data stored in every checkpoint so it explains itself."""
         return {"engine": "torch", "config": self.cfg.to_dict(), "data": self.bundle.info()}
 
     def trainer(self, run_dir: Path, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
+        t = self.cfg.train
+        own = [self.early_stop] if self.early_stop is not None else []
         return Trainer(
             model=self.model, optimizer=self.optimizer, schedule=self.schedule, loss_fn=self.loss_fn,
             train_loader=self.train_loader, eval_loaders=self.eval_loaders,
-            num_classes=self.bundle.num_classes, epochs=self.cfg.train.epochs, run_dir=run_dir,
+            num_classes=self.bundle.num_classes, epochs=t.epochs, run_dir=run_dir,
             generator=self.generator, autocast=self.autocast, scaler=self.scaler,
-            grad_clip=self.cfg.train.grad_clip, reporter=reporter, meta=self.meta(), callbacks=callbacks,
+            grad_clip=t.grad_clip, grad_clip_value=t.grad_clip_value, penalty=self.penalty, ema=t.ema,
+            tta=t.tta, compile_mode=t.compile_mode if t.compile else None,
+            reporter=reporter, meta=self.meta(), callbacks=own + list(callbacks),
         )
 
 
@@ -148,14 +158,20 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
                     for name, split in bundle.splits().items() if name != "train"}
 
     optimizer = _optimizer(cfg, model)
-    schedule = SCHEDULES.build(cfg.schedule.name, cfg.options("schedule", "name"), optimizer=optimizer,
-                               epochs=cfg.train.epochs, steps_per_epoch=len(train_loader))
-    _check_monitor(schedule, bundle, eval_loaders)
-    loss_fn = LOSSES.build(cfg.loss.name, cfg.options("loss", "name"), num_classes=bundle.num_classes)
-    dtype = amp_dtype(cfg.train.amp, device)
-    scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 and device.type == "cuda" else None
+    schedule = build_schedule(cfg.schedule, optimizer, cfg.train.epochs, len(train_loader))
+    loss_fn = build_loss(cfg.loss, bundle.num_classes)
+    penalty = build_penalty(cfg.loss, model)
+    logged = logged_metrics(bundle, list(eval_loaders), penalty is not None)
+    _check_monitor("schedule.monitor", schedule.monitor, logged)
+    early = cfg.train.early_stop
+    if early is not None:
+        _check_monitor("train.early_stop.monitor", early.monitor, logged)
+    _check_compiler(cfg, device)
+    # fp16 needs loss scaling so small gradients do not flush to zero; bf16 has fp32's range.
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.train.amp, device) == torch.float16 else None
     return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, train_loader, eval_loaders,
-                   generator, make_autocast(cfg, device), scaler)
+                   generator, make_autocast(cfg, device), scaler, penalty,
+                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None)
 
 
 def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -164,21 +180,37 @@ def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
     return OPTIMIZERS.build(cfg.optim.name, opts, params=model.parameters(), lr=cfg.optim.lr)
 
 
-def logged_metrics(bundle: DataBundle, eval_splits: list[str]) -> list[str]:
+def logged_metrics(bundle: DataBundle, eval_splits: list[str], l2: bool = False) -> list[str]:
     """Names of the per-epoch metrics a run with these splits will log."""
-    names = ["train_loss", "train_acc"]
+    names = ["train_loss", "train_acc"] + (["train_l2"] if l2 else [])
     for split in eval_splits:
         names += [f"{split}_loss", f"{split}_acc"] + ([f"{split}_top5"] if bundle.num_classes >= 5 else [])
     return names
 
 
-def _check_monitor(schedule: Schedule, bundle: DataBundle, eval_loaders: dict) -> None:
-    if schedule.monitor is None:
+def _check_monitor(key: str, monitor: str | None, known: list[str]) -> None:
+    if monitor is None or monitor in known:
         return
-    known = logged_metrics(bundle, list(eval_loaders))
-    if schedule.monitor not in known:
-        hint = " (this run has no validation split: set data.val_fraction > 0)" if schedule.monitor.startswith("val") else ""
-        raise ConfigError(f"schedule.monitor: '{schedule.monitor}' is not logged{hint}; choose one of: {', '.join(known)}")
+    hint = " (this run has no validation split: set data.val_fraction > 0)" if monitor.startswith("val") else ""
+    raise ConfigError(f"{key}: '{monitor}' is not logged{hint}; choose one of: {', '.join(known)}")
+
+
+def _check_compiler(cfg: Config, device: torch.device) -> None:
+    """torch.compile on the CPU writes C++: fail now, not at the first step, when there is no compiler."""
+    if not cfg.train.compile or device.type != "cpu":
+        return
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+    except ImportError:  # a private module that may move: look for the usual names instead
+        found = any(shutil.which(c) for c in (os.environ.get("CXX"), "g++", "clang++", "c++") if c)
+    else:
+        try:
+            found = shutil.which(get_cpp_compiler()) is not None
+        except Exception:  # torch raises its own error types when it finds no compiler
+            found = False
+    if not found:
+        raise ConfigError("train.compile: torch.compile on the CPU needs a C++ compiler (g++ or clang++) and "
+                          "none was found; install one or set train.compile=false")
 
 
 # ----------------------------------------------------------------------------- runs
@@ -221,8 +253,16 @@ def _reporter(session: Session, quiet: bool) -> Reporter:
 def _banner(s: Session, run_dir: Path) -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in s.bundle.info()["sizes"].items())
     c, h, w = s.bundle.input_shape
-    return (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {c}x{h}x{w}\n"
+    text = (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {c}x{h}x{w}\n"
             f"model {s.cfg.model.name}: {count_parameters(s.model):,} parameters; device {s.device}")
+    t = s.cfg.train
+    options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
+               f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",
+               f"tta {t.tta}" if t.tta != "none" else "", f"compiled ({t.compile_mode})" if t.compile else "",
+               f"l2 {s.cfg.loss.l2:g} on {s.cfg.loss.l2_params}" if s.penalty is not None else "",
+               f"warm-up {s.cfg.schedule.warmup_epochs:g} epochs" if s.cfg.schedule.warmup_epochs else ""]
+    options = [o for o in options if o]
+    return text + ("\noptions " + "; ".join(options) if options else "")
 
 
 def _fit(session: Session, trainer: Trainer, run_dir: Path) -> RunResult:
@@ -268,19 +308,34 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         "device_name": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else None,
         "seed": session.cfg.seed,
         "final": history[-1] if history else None,
-        "best": _bests(history),
+        **_best_errors(bests := _bests(history)),
+        "best": bests,
         "data": {"sizes": session.bundle.info()["sizes"], "classes": session.bundle.num_classes},
     }
     summary.update(rundir.environment())
     return summary
 
 
+def _best_errors(bests: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Lowest error of each split and its epoch, as top-level keys (None for a missing split).
+
+    The train error is 1 - the accuracy counted during each epoch's training steps (train mode,
+    augmented batches, changing weights), not a separate pass over the training set.
+    """
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        best = bests.get(f"{split}_error")
+        out[f"best_{split}_error"] = best["value"] if best else None
+        out[f"best_{split}_error_epoch"] = best["epoch"] if best else None
+    return out
+
+
 def _bests(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Best value of every loss/accuracy metric over the epochs, and the epoch it came in."""
     out = {}
-    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5"))]
+    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5", "_l2"))]
     for k in keys:
-        pick = min if k.endswith("_loss") else max
+        pick = max if metric_mode(k) == "max" else min
         row = pick(history, key=lambda m, k=k: m[k])
         out[k] = {"value": row[k], "epoch": row["epoch"]}
         if k.endswith("_acc"):

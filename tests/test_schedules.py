@@ -1,0 +1,176 @@
+"""Learning-rate schedules and warm-up: the lr of every optimizer step against its formula."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import pytest
+import torch
+
+from cnnlab.config import ScheduleConfig
+from cnnlab.errors import ConfigError
+from cnnlab.train.schedule import SCHEDULES, build_schedule
+
+LR = 0.1
+
+
+def make(name: str, epochs: int = 3, spe: int = 4, warmup: float = 0.0, **opts):
+    """A schedule over a real SGD optimizer, options validated as a config would be."""
+    param = torch.nn.Parameter(torch.zeros(3))
+    opt = torch.optim.SGD([param], lr=LR)
+    cfg = ScheduleConfig.model_validate({"name": name, "warmup_epochs": warmup,
+                                         **SCHEDULES.validate(name, opts, "schedule")})
+    return opt, build_schedule(cfg, opt, epochs, spe)
+
+
+def drive(opt, sched, epochs: int, spe: int, metrics=None, start_epoch: int = 0) -> list[float]:
+    """The lr each optimizer step ran with, stepping the schedule as the trainer does."""
+    used = []
+    for e in range(start_epoch, epochs):
+        for _ in range(spe):
+            used.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.after_batch()
+        sched.after_epoch(metrics[e] if metrics else {})
+    return used
+
+
+def lrs(name: str, epochs: int = 3, spe: int = 4, warmup: float = 0.0, metrics=None, **opts) -> list[float]:
+    opt, sched = make(name, epochs, spe, warmup, **opts)
+    return drive(opt, sched, epochs, spe, metrics)
+
+
+def per_epoch(values: list[float], spe: int) -> list[float]:
+    assert all(v == pytest.approx(values[i - i % spe]) for i, v in enumerate(values)), "lr changed inside an epoch"
+    return values[::spe]
+
+
+def test_none_is_constant():
+    assert lrs("none") == [LR] * 12
+
+
+def test_step():
+    got = per_epoch(lrs("step", epochs=5, step_size=2, gamma=0.5), 4)
+    assert got == pytest.approx([LR * 0.5 ** (e // 2) for e in range(5)])
+
+
+def test_multistep_drops_after_each_milestone_epoch():
+    got = per_epoch(lrs("multistep", epochs=5, milestones=[1, 3], gamma=0.1), 4)
+    assert got == pytest.approx([LR, LR * 0.1, LR * 0.1, LR * 0.01, LR * 0.01])
+
+
+def test_multistep_rejects_unsorted_milestones():
+    with pytest.raises(ConfigError, match=r"schedule.milestones: expected increasing"):
+        lrs("multistep", milestones=[3, 1])
+
+
+def test_exponential_per_epoch_and_per_step():
+    got = per_epoch(lrs("exponential", gamma=0.9), 4)
+    assert got == pytest.approx([LR * 0.9**e for e in range(3)])
+    got = lrs("exponential", gamma=0.9, per="step")
+    assert got == pytest.approx([LR * 0.9**i for i in range(12)])
+
+
+def test_cosine_per_step():
+    total, low = 12, 0.001
+    got = lrs("cosine", min_lr=low)
+    assert got == pytest.approx([low + (LR - low) * (1 + math.cos(math.pi * i / total)) / 2 for i in range(total)])
+
+
+def onecycle_formula(i: int, total: int, pct: float = 0.25, div: float = 25.0, final: float = 1e4) -> float:
+    """The one-cycle policy as torch documents it, cosine annealing in both phases."""
+    start, low = LR / div, LR / div / final
+    peak = pct * total - 1  # the step at which lr reaches LR
+
+    def anneal(a: float, b: float, t: float) -> float:
+        return b + (a - b) / 2 * (1 + math.cos(math.pi * t))
+
+    if i <= peak:
+        return anneal(start, LR, i / peak)
+    return anneal(LR, low, (i - peak) / (total - 1 - peak))
+
+
+def test_onecycle():
+    got = lrs("onecycle", epochs=5, spe=4)
+    assert got == pytest.approx([onecycle_formula(i, 20) for i in range(20)], rel=1e-6)
+    assert max(got) == pytest.approx(LR)
+
+
+def test_warmup_then_cosine_over_the_remaining_steps():
+    spe, epochs, low = 4, 3, 0.001
+    got = lrs("cosine", epochs, spe, warmup=1.5, min_lr=low)
+    w = 6  # round(1.5 * 4)
+    assert got[:w] == pytest.approx([LR * (i + 1) / w for i in range(w)])
+    rest = epochs * spe - w
+    assert got[w:] == pytest.approx([low + (LR - low) * (1 + math.cos(math.pi * k / rest)) / 2 for k in range(rest)])
+
+
+def test_fractional_warmup_before_a_per_epoch_schedule():
+    # W = round(0.5 * 4) = 2 steps; the epoch in which warm-up ends is step's first epoch.
+    got = lrs("step", epochs=4, spe=4, warmup=0.5, step_size=1, gamma=0.5)
+    assert got == pytest.approx([LR / 2, LR] + [LR] * 2 + [LR * 0.5] * 4 + [LR * 0.25] * 4 + [LR * 0.125] * 4)
+
+
+def test_warmup_of_whole_epochs_shifts_milestones():
+    got = lrs("multistep", epochs=5, spe=2, warmup=2, milestones=[1], gamma=0.1)
+    assert got[:4] == pytest.approx([LR / 4 * k for k in (1, 2, 3, 4)])  # epochs 1-2: warm-up
+    # Epoch 3 is multistep's first epoch; its milestone 1 drops the lr from epoch 4 on.
+    assert per_epoch(got[4:], 2) == pytest.approx([LR, LR * 0.1, LR * 0.1])
+
+
+def test_warmup_before_onecycle_rises_to_its_starting_lr():
+    got = lrs("onecycle", epochs=5, spe=4, warmup=1)
+    start = LR / 25
+    assert got[:4] == pytest.approx([start * (i + 1) / 4 for i in range(4)])
+    assert got[4:] == pytest.approx([onecycle_formula(i, 16) for i in range(16)], rel=1e-6)
+
+
+def test_warmup_of_one_step_minimum_and_too_long_warmup():
+    assert lrs("none", warmup=0.01)[:2] == [LR, LR]  # round(0.04) -> still 1 step, at full lr
+    with pytest.raises(ConfigError, match=r"schedule.warmup_epochs: 3 epochs of warm-up \(12 steps\) leave nothing"):
+        lrs("none", warmup=3)
+
+
+def test_plateau_rule_with_patience_cooldown_and_min_lr():
+    flat = [{"train_loss": 1.0}] * 8
+    got = per_epoch(lrs("plateau", epochs=8, spe=1, metrics=flat, monitor="train_loss",
+                        patience=1, cooldown=1, factor=0.5, min_lr=0.03), 1)
+    # best at epoch 1; 2 and 3 are flat -> more than `patience` -> halve after epoch 3;
+    # epoch 4 is cooldown; 5, 6 flat -> reduce again after 6, clipped at min_lr.
+    assert got == pytest.approx([LR] * 3 + [LR / 2] * 3 + [0.03] * 2)
+
+
+def test_plateau_auto_mode_maximises_accuracy():
+    accs = [{"val_acc": a} for a in (0.5, 0.6, 0.55, 0.6, 0.7, 0.7)]
+    got = per_epoch(lrs("plateau", epochs=6, spe=2, metrics=accs, monitor="val_acc", patience=0, factor=0.5), 2)
+    # patience 0: every epoch that does not beat the best halves the lr for the next one.
+    assert got == pytest.approx([LR, LR, LR, LR / 2, LR / 4, LR / 4])
+
+
+def roundtrip(obj: dict) -> dict:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+@pytest.mark.parametrize("name, warmup, opts", [
+    ("step", 0.5, {"step_size": 1, "gamma": 0.5}),
+    ("multistep", 1.0, {"milestones": [1, 2]}),
+    ("exponential", 1.5, {"per": "step"}),
+    ("cosine", 1.25, {}),
+    ("onecycle", 0.0, {}),
+    ("plateau", 0.5, {"monitor": "train_loss", "patience": 0}),
+])
+def test_schedule_state_resumes_exactly(name, warmup, opts):
+    epochs, spe = 4, 4
+    metrics = [{"train_loss": v} for v in (1.0, 1.2, 0.9, 1.1)]
+    whole = lrs(name, epochs, spe, warmup, metrics, **opts)
+    opt, sched = make(name, epochs, spe, warmup, **opts)
+    first = drive(opt, sched, 1, spe, metrics)  # one epoch (inside warm-up for some), then "crash"
+    saved = roundtrip({"optimizer": opt.state_dict(), "schedule": sched.state_dict()})  # as last.pt is read
+    opt2, sched2 = make(name, epochs, spe, warmup, **opts)
+    opt2.load_state_dict(saved["optimizer"])
+    sched2.load_state_dict(saved["schedule"])
+    assert first + drive(opt2, sched2, epochs, spe, metrics, start_epoch=1) == whole
