@@ -28,7 +28,7 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
         "classes": bundle.classes,
         "label_values": bundle.label_values,
         "counts": counts,
-        "image_shape": list(bundle.input_shape),
+        "image_shape": list(bundle.image_shape),
         "dtype": str(x.dtype).replace("torch.", ""),
         "value_range": [float(x.min()), float(x.max())],
         "mean": bundle.mean,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.data.loader import BatchLoader
+from cnnlab.data.loader import Loader
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Evaluation:
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    loader: BatchLoader,
+    loader: Loader,
     loss_fn: nn.Module,
     num_classes: int,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -42,7 +42,7 @@ def evaluate(
     """Run the model over the loader once, in eval mode, accumulating on the device."""
     was_training = model.training
     model.eval()
-    device = loader.x.device
+    device = loader.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top5_hits = torch.zeros((), dtype=torch.long, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
