@@ -39,7 +39,7 @@ class DataConfig(_Open):
     cache_dir: str | None = None
     # auto: decoded images stay in memory when they take under a quarter of the free RAM
     # (and GPU memory); otherwise (or with false) images are decoded per batch from the files.
-    in_memory: Literal["auto"] | bool = "auto"
+    in_memory: Literal["auto", True, False] = "auto"
     workers: int | None = Field(None, ge=0)  # file-backed loader processes; None: one per CPU core
 
 
@@ -183,7 +183,8 @@ def _fields_of(section: str) -> list[str]:
 
 
 def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]]:
-    """Accept `- hflip`, `- random_crop: {padding: 4}` or `- {name: random_crop, padding: 4}`."""
+    """Accept `- hflip`, `- random_crop: {padding: 4}`, `- {name: random_crop, padding: 4}`,
+    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`."""
     if items is None:
         return []
     if not isinstance(items, list):
@@ -199,11 +200,21 @@ def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]
             if opts is None:
                 opts = {}
             if not isinstance(opts, dict):
-                raise ConfigError(f"{where}[{i}].{name}: options must be a mapping, got {opts!r}")
+                opts = {_first_option(str(name), f"{where}[{i}]", opts): opts}
             out.append({"name": name, **opts})
         else:
             raise ConfigError(f"{where}[{i}]: expected a name or a one-key mapping, got {item!r}")
     return out
+
+
+def _first_option(name: str, where: str, value: Any) -> str:
+    """The option a bare value sets: the op's first keyword parameter."""
+    from cnnlab.data.augment import AUGMENTATIONS
+
+    options = AUGMENTATIONS.get(name, where).options()
+    if not options:
+        raise ConfigError(f"{where}.{name}: takes no options, got {value!r}")
+    return options[0]
 
 
 def _validate_registered(cfg: Config) -> Config:

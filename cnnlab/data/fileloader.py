@@ -65,7 +65,10 @@ class MemberReader:
 
 
 class ImageFiles(Dataset):
-    """Item (index, seed) -> (image after the per-image ops, label); the label is -1 when unlabelled."""
+    """Item (index, seed) -> (image after the per-image ops, label); the label is -1 when unlabelled.
+
+    The seed (-1: none needed) seeds torch's generator for this image's random ops.
+    """
 
     def __init__(self, split: FileSplit, pipeline: Pipeline, train: bool, scale: float):
         self.reader = MemberReader(split.source)
@@ -93,8 +96,8 @@ class ImageFiles(Dataset):
         if isinstance(arr, str):
             raise DataError(f"{self.reader.describe(self.files[index])}: cannot decode image ({arr}); replace or delete it")
         # The same conversion as the in-memory loader, so both paths see identical values.
-        x = torch.from_numpy(arr).permute(2, 0, 1).to(torch.float32) * self.scale
-        if self.train:
+        x = torch.tensor(arr, dtype=torch.float32).permute(2, 0, 1) * self.scale
+        if seed >= 0:  # -1: no random per-image op
             with torch.random.fork_rng(devices=[]):  # leaves the caller's generator alone (workers=0)
                 torch.manual_seed(seed)
                 x = self.transform()(x)
@@ -144,6 +147,9 @@ class FileLoader:
         self.labelled = split.y is not None
         self.dataset = ImageFiles(split, pipeline, train, scale)
         self.batch_op = pipeline.v2_batch() if train else None
+        # Per-sample seeds only when a per-image op is random: without one, the generator
+        # advances exactly as the in-memory loader's does (the same shuffles, epoch by epoch).
+        self.seeded = train and any(not op.always for op in pipeline.image_ops)
         c = split.shape[0]
         self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, c, 1, 1)
         self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, c, 1, 1)
@@ -163,9 +169,12 @@ class FileLoader:
         if self.train:
             g = self.generator
             order = torch.randperm(n, generator=g, device=g.device).cpu()  # type: ignore[union-attr]
+        else:
+            order = torch.arange(n)
+        if self.seeded:
             seeds = torch.randint(0, 2**62, (n,), generator=g, device=g.device).cpu()  # type: ignore[union-attr]
         else:
-            order, seeds = torch.arange(n), torch.zeros(n, dtype=torch.long)
+            seeds = torch.full((n,), -1, dtype=torch.long)
         pairs = list(zip(order.tolist(), seeds.tolist()))
         self.plan.batches = [pairs[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 

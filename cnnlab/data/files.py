@@ -22,7 +22,7 @@ import torch
 from cnnlab.data.decode import decode_many
 from cnnlab.data.sources import FileTree
 from cnnlab.data.stats import channel_stats
-from cnnlab.data.types import FileSplit
+from cnnlab.data.types import FileSplit, Split
 from cnnlab.io import write_json
 
 STATS_SAMPLE = 2000  # training images decoded to estimate the file-backed normalisation statistics
@@ -87,14 +87,21 @@ def fits_in_memory(setting: str | bool, nbytes: int, budget: int) -> bool:
     return bool(setting)
 
 
-def sample_stats(split: FileSplit, seed: int, n: int = STATS_SAMPLE) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std in [0, 1] of a seeded sample of `n` images (all when fewer)."""
+def decode_sample(split: FileSplit, seed: int, n: int = STATS_SAMPLE) -> Split:
+    """A seeded sample of `n` images of a file-backed split (all when fewer), decoded; unreadable ones left out."""
     g = torch.Generator().manual_seed(seed)
     pick = sorted(torch.randperm(len(split), generator=g)[:n].tolist())
     c, h, w = split.shape
     tree = FileTree(Path(split.source))
-    x, _, _ = decode_many(tree, [split.files[i] for i in pick], c, (h, w), skip_corrupt=True)  # type: ignore[arg-type]
-    return channel_stats(torch.from_numpy(x), 1.0 / 255.0)
+    x, kept, _ = decode_many(tree, [split.files[i] for i in pick], c, (h, w), skip_corrupt=True)  # type: ignore[arg-type]
+    index = [pick[k] for k in kept]
+    y = None if split.y is None else split.y[torch.tensor(index, dtype=torch.long)]
+    return Split(torch.from_numpy(x), y, None if split.ids is None else [split.ids[i] for i in index])
+
+
+def sample_stats(split: FileSplit, seed: int, n: int = STATS_SAMPLE) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std in [0, 1] of a seeded sample of `n` images (all when fewer)."""
+    return channel_stats(decode_sample(split, seed, n).x, 1.0 / 255.0)
 
 
 # ----------------------------------------------------------------------------- listing cache

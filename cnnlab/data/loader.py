@@ -82,7 +82,8 @@ class BatchLoader:
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=self.x.device)
-        rng = epoch_rng(self.generator) if self.augment else None
+        # Deterministic ops (resize, center_crop) draw nothing, so they leave the generator as it was.
+        rng = epoch_rng(self.generator) if any(not op.always for op in self.augment) else epoch_rng(None)
         for start in range(0, n, self.batch_size):
             if order is None:
                 xb = self.x[start : start + self.batch_size]
@@ -98,7 +99,7 @@ class BatchLoader:
         """Raw batch -> float, augmented, normalised model input (and labels, mixed if an op mixes them)."""
         batch = Batch(xb.to(torch.float32) * self.scale, yb)  # never in place: xb may view stored data
         if self.augment:
-            rng = rng or epoch_rng(self.generator)
+            rng = rng or epoch_rng(self.generator)  # a single batch, outside an epoch
             for op in self.augment:
                 batch = op(batch, rng)
         return normalise(batch.x, self.mean, self.std, self.channels_last), batch.y

@@ -79,12 +79,12 @@ class Pipeline:
         return None if op is None else op.v2(self.input_shape)
 
 
-def _compose(ops: list[Augmentation], chw: Shape) -> T.Compose:
+def _compose(ops: list[Augmentation], chw: Shape) -> Callable[..., Any]:
     transforms = []
     for op in ops:
         transforms.append(op.v2(chw))
         chw = op.shape(chw)
-    return T.Compose(transforms)
+    return T.Compose(transforms) if transforms else T.Identity()
 
 
 def build_pipeline(items: list[dict[str, Any]], image_shape: Shape, num_classes: int) -> Pipeline:
