@@ -68,9 +68,10 @@ def test_resize_run_trains_evaluates_and_predicts_alike(in_memory, cifar_zip_sma
     assert confusion.tolist() == report["confusion"]  # the same prediction for every test image
 
 
-def test_file_backed_resume_replays_the_uninterrupted_run(cifar_zip_small, tmp_path):
-    data = {"format": "image_folder", "path": str(cifar_zip_small), "in_memory": False, "workers": 2,
+def test_file_backed_resume_replays_the_uninterrupted_run(cifar_zip_small, tmp_path, monkeypatch):
+    data = {"format": "image_folder", "path": str(cifar_zip_small), "in_memory": "auto", "workers": 2,
             "limit_train": 200}
+    monkeypatch.setattr("cnnlab.data.memory_budget", lambda device: 0)  # auto: file-backed
     common = dict(augment=["hflip", {"random_crop": 4}, {"random_erasing": 0.5}, "cutmix"], model={"dropout": 0.2},
                   schedule={"name": "step", "step_size": 1, "gamma": 0.5}, train={"epochs": 2, "batch_size": 32})
     whole = runner.train(load_config(write_config(tmp_path / "a" / "c.yaml", data, **common)), quiet=True).run_dir
@@ -81,6 +82,8 @@ def test_file_backed_resume_replays_the_uninterrupted_run(cifar_zip_small, tmp_p
     cut = runner.train(load_config(write_config(tmp_path / "b" / "c.yaml", data, **common)), quiet=True,
                        callbacks=[stop_after_first]).run_dir
     assert [r["epoch"] for r in metrics(cut)] == [1]
+    assert json.loads((cut / "data.json").read_text())["in_memory"] is False
+    monkeypatch.undo()  # memory to spare now: resume must still read the files, as the run began
     runner.resume(cut, quiet=True)
     assert metrics(cut) == metrics(whole)
     wa = torch.load(whole / "last.pt", weights_only=True)["model"]

@@ -209,8 +209,12 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     """Continue an interrupted run from last.pt; from scratch if it never finished an epoch."""
     run_dir = Path(run_dir)
     cfg = rundir.read_config(run_dir)
-    session = build_session(cfg)
     stored = rundir.read_json(run_dir / "data.json")
+    data = cfg.data
+    if data.in_memory == "auto" and isinstance(stored.get("in_memory"), bool):
+        # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
+        data = data.model_copy(update={"in_memory": stored["in_memory"]})
+    session = build_session(cfg, build_data(data, cfg.seed))
     if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
         raise UserError(f"{cfg.data.path}: the dataset changed since {run_dir.name} started (classes or split sizes differ)")
     reporter = _reporter(session, quiet)
