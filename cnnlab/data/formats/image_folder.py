@@ -169,7 +169,7 @@ def list_image_folder(
 ) -> FileListing:
     """Files, labels and decoded shape of every split, in the order the reader decodes them, without decoding.
 
-    estimate=True reads a single header (enough to size the decoded data); otherwise every
+    estimate=True reads a few headers (enough to size the decoded data); otherwise every
     header is read (once: the listing is cached) and unreadable files are skipped or named.
     """
     tree = FileTree(path)
@@ -178,7 +178,7 @@ def list_image_folder(
     def build() -> FileListing:
         folders, classes, files, labels = _scan(tree)
         every = [f for s in files for f in files[s]]
-        headers = _probe(tree, every[:1] if estimate else every)
+        headers = _probe(tree, every[:16] if estimate else every)
         c, hw, notes = _decoded_format(tree, every, headers, size, channels)
         bad = set() if estimate else {f for f, h in zip(every, headers) if h is None}
         if bad and not skip_corrupt:
