@@ -15,6 +15,7 @@ generator, which MixUp/CutMix draw from) at an epoch boundary replays the same e
 
 from __future__ import annotations
 
+import os
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,8 +46,6 @@ class MemberReader:
 
     def read(self, rel: str) -> bytes:
         """The bytes of one file."""
-        import os
-
         try:
             if not self.is_zip:
                 return (self.path / rel).read_bytes()
