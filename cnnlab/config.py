@@ -38,6 +38,10 @@ class DataConfig(_Open):
     normalize: bool = True
     cache: bool = True
     cache_dir: str | None = None
+    # auto: decoded images stay in memory when they take under a quarter of the free RAM
+    # (and GPU memory); otherwise (or with false) images are decoded per batch from the files.
+    in_memory: Literal["auto", True, False] = "auto"
+    workers: int | None = Field(None, ge=0)  # file-backed loader processes; None: one per CPU core
 
 
 class ModelConfig(_Open):
@@ -206,12 +210,13 @@ def _fields_at(loc: tuple) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
-def normalize_augment(items: Any) -> list[dict[str, Any]]:
-    """Accept `- hflip`, `- random_crop: {padding: 4}` or `- {name: random_crop, padding: 4}`."""
+def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]]:
+    """Accept `- hflip`, `- random_crop: {padding: 4}`, `- {name: random_crop, padding: 4}`,
+    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`."""
     if items is None:
         return []
     if not isinstance(items, list):
-        raise ConfigError("augment: expected a list of augmentations, e.g. [hflip, {random_crop: {padding: 4}}]")
+        raise ConfigError(f"{where}: expected a list of augmentations, e.g. [hflip, {{random_crop: {{padding: 4}}}}]")
     out = []
     for i, item in enumerate(items):
         if isinstance(item, str):
@@ -223,19 +228,29 @@ def normalize_augment(items: Any) -> list[dict[str, Any]]:
             if opts is None:
                 opts = {}
             if not isinstance(opts, dict):
-                raise ConfigError(f"augment[{i}].{name}: options must be a mapping, got {opts!r}")
+                opts = {_first_option(str(name), f"{where}[{i}]", opts): opts}
             out.append({"name": name, **opts})
         else:
-            raise ConfigError(f"augment[{i}]: expected a name or a one-key mapping, got {item!r}")
+            raise ConfigError(f"{where}[{i}]: expected a name or a one-key mapping, got {item!r}")
     return out
+
+
+def _first_option(name: str, where: str, value: Any) -> str:
+    """The option a bare value sets: the op's first keyword parameter."""
+    from cnnlab.data.augment import AUGMENTATIONS
+
+    options = AUGMENTATIONS.get(name, where).options()
+    if not options:
+        raise ConfigError(f"{where}.{name}: takes no options, got {value!r}")
+    return options[0]
 
 
 def _validate_registered(cfg: Config) -> Config:
     """Check each open section's extra keys against the function its selector names."""
-    from cnnlab.data.augment import AUGMENTATIONS
+    from cnnlab.data.augment import mixes_labels, resolve_ops
     from cnnlab.data.formats import FORMATS
     from cnnlab.models import MODELS
-    from cnnlab.train.losses import LOSSES
+    from cnnlab.train.losses import LOSSES, SOFT_TARGET_LOSSES
     from cnnlab.train.optim import OPTIMIZERS
     from cnnlab.train.schedule import SCHEDULES
 
@@ -260,10 +275,11 @@ def _validate_registered(cfg: Config) -> Config:
         model_cls = type(getattr(cfg, section))
         setattr(cfg, section, model_cls.model_validate({selector: name, **kept, **resolved}))
 
-    resolved_aug = []
-    for i, item in enumerate(cfg.augment):
-        opts = {k: v for k, v in item.items() if k != "name"}
-        name = item["name"]
-        resolved_aug.append({"name": name, **AUGMENTATIONS.validate(name, opts, f"augment[{i}]", f"augment[{i}]")})
-    cfg.augment = resolved_aug
+    cfg.augment = resolve_ops(cfg.augment)  # nested op lists too, with the same "did you mean" errors
+    mixing = mixes_labels(cfg.augment)
+    if mixing and cfg.loss.name not in SOFT_TARGET_LOSSES:
+        raise ConfigError(
+            f"loss.name: '{cfg.loss.name}' cannot learn from the class probabilities that augment's {mixing} "
+            f"produces; use a loss that can ({', '.join(sorted(SOFT_TARGET_LOSSES))}) or remove {mixing}"
+        )
     return cfg

@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 from cnnlab.analysis.confusion import plot_confusion
 from cnnlab.data import build_data
-from cnnlab.data.loader import BatchLoader
+from cnnlab.data.augment import build_pipeline
+from cnnlab.data.loader import make_loader
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model
 from cnnlab.io import write_json
@@ -22,14 +23,20 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     run_dir = Path(run_dir)
     cfg, info, model, ckpt = load_run_model(run_dir, which)
     device = next(model.parameters()).device
-    bundle = build_data(cfg.data, cfg.seed)
+    bundle = build_data(cfg.data, cfg.seed, device)
     if bundle.classes != info["classes"]:
         raise UserError(f"{cfg.data.path}: the dataset's classes changed since this run was trained")
     splits = bundle.splits()
     split = split or ("test" if "test" in splits else "val" if "val" in splits else "train")
     if split not in splits:
         raise UserError(f"--split {split}: this dataset has no {split} split (it has: {', '.join(splits)})")
-    loader = BatchLoader(splits[split], cfg.train.eval_batch_size, device, bundle.scale, info["mean"], info["std"])
+    # The run's deterministic ops (resize, center_crop) apply here as they did in training.
+    pipeline = build_pipeline(cfg.augment, bundle.image_shape, len(info["classes"]))
+    if list(pipeline.input_shape) != info["input_shape"]:
+        raise UserError(f"{cfg.data.path}: images now reach the model as {list(pipeline.input_shape)} "
+                        f"but {run_dir.name} was trained on {info['input_shape']} (C, H, W)")
+    loader = make_loader(splits[split], pipeline, cfg.train.eval_batch_size, device, bundle.scale, info["mean"],
+                         info["std"], workers=cfg.data.workers)
     loss_fn = build_loss(cfg.loss, len(info["classes"]))
     ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), make_autocast(cfg, device))
     png = run_dir / f"confusion-{split}-{which}.png"

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import torch
 
+from cnnlab.data.augment import build_pipeline
 from cnnlab.data.decode import decode_many
 from cnnlab.data.formats.csv_pixels import predict_inputs as csv_inputs
 from cnnlab.data.formats.npy_csv import load_npy, to_images
@@ -23,14 +24,14 @@ from cnnlab.train.tta import with_tta
 
 
 def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:
-    """(ids, images shaped like the training images) from a .npy file, a pixel .csv or an image folder/zip."""
-    c, h, w = info["input_shape"]
+    """(ids, images shaped like the stored training images) from a .npy file, a pixel .csv or an image folder/zip."""
+    c, h, w = info.get("image_shape", info["input_shape"])  # runs from before image_shape was recorded
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.suffix.lower() == ".npy":
         arr = load_npy(path)
         if arr.ndim == 2 and arr.shape[1] != c * h * w:
-            raise DataError(f"{path}: rows of {arr.shape[1]} values, but the model takes {c}x{h}x{w} = {c * h * w}")
+            raise DataError(f"{path}: rows of {arr.shape[1]} values, but the model was trained on {c}x{h}x{w} = {c * h * w}")
         # Same layout rules as the npy_csv reader: flat rows are H x W x C.
         x = to_images(arr, path, [c, h, w] if arr.ndim == 2 else None)
         if tuple(x.shape[1:]) != (c, h, w):
@@ -53,7 +54,10 @@ def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best
     cfg, info, model, _ = load_run_model(Path(run_dir), which)
     ids, x = read_inputs(Path(input_path), info)
     device = next(model.parameters()).device
-    loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"], info["std"])
+    # The run's deterministic ops (resize, center_crop) apply here as they did in training.
+    pipeline = build_pipeline(cfg.augment, tuple(x.shape[1:]), len(info["classes"]))
+    loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],
+                         info["std"], augment=pipeline.eval_ops)
     preds = []
     scorer = with_tta(model, cfg.train.tta)  # the same test-time augmentation as the run's evaluation
     with torch.inference_mode():

@@ -1,18 +1,28 @@
-"""From `data:` config to a DataBundle: read the format, limit, split, measure statistics."""
+"""From `data:` config to a DataBundle: read the format (or list its files), limit, split, measure statistics."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from cnnlab.config import DataConfig
 from cnnlab.data.cache import default_cache_dir
+from cnnlab.data.files import (
+    LISTERS,
+    STATS_SAMPLE,
+    FileListing,
+    fits_in_memory,
+    memory_budget,
+    sample_stats,
+)
 from cnnlab.data.formats import FORMATS
 from cnnlab.data.split import stratified_split
 from cnnlab.data.stats import channel_stats, value_scale
-from cnnlab.data.types import DataBundle, RawDataset, Split
-from cnnlab.errors import DataError
+from cnnlab.data.types import AnySplit, DataBundle, FileSplit, RawDataset, Split
+from cnnlab.errors import ConfigError, DataError
 
-__all__ = ["build_data", "read_raw", "DataBundle", "Split", "RawDataset"]
+__all__ = ["build_data", "read_raw", "DataBundle", "Split", "FileSplit", "RawDataset"]
 
 
 def read_raw(data: DataConfig) -> RawDataset:
@@ -20,24 +30,34 @@ def read_raw(data: DataConfig) -> RawDataset:
     path = Path(data.path).expanduser()
     if not path.exists():
         raise DataError(f"data.path: {path} does not exist; point it at your dataset")
-    options = {k: v for k, v in data.model_dump().items() if k not in DataConfig.model_fields}
-    cache = None if not data.cache else Path(data.cache_dir) if data.cache_dir else default_cache_dir()
-    raw = FORMATS.build(data.format, options, path=path, cache_dir=cache)
+    raw = FORMATS.build(data.format, _format_options(data), path=path, cache_dir=_cache_dir(data))
     _check_shapes(raw, path)
     return raw
 
 
-def build_data(data: DataConfig, seed: int) -> DataBundle:
-    """Read the dataset, apply limit_train and the validation split, compute normalisation."""
+def build_data(data: DataConfig, seed: int, device: torch.device | None = None) -> DataBundle:
+    """Read the dataset (decoded in memory, or listed for file-backed loading: data.in_memory),
+    apply limit_train and the validation split, compute normalisation statistics."""
+    lister = LISTERS.get(data.format)
+    if lister is None or data.in_memory is True:
+        if data.in_memory is False:
+            raise ConfigError(f"data.in_memory: the {data.format} format holds arrays, not image files, so it is "
+                              "always read into memory; remove data.in_memory or set it to auto")
+        return _in_memory(data, seed)
+    options = _format_options(data)
+    path = Path(data.path).expanduser()
+    if not path.exists():
+        raise DataError(f"data.path: {path} does not exist; point it at your dataset")
+    if data.in_memory == "auto":
+        nbytes = lister(path, **options, estimate=True).decoded_bytes(data.limit_train)
+        if fits_in_memory("auto", nbytes, memory_budget(device)):
+            return _in_memory(data, seed)
+    return _file_backed(data, seed, lister(path, cache_dir=_cache_dir(data), **options))
+
+
+def _in_memory(data: DataConfig, seed: int) -> DataBundle:
     raw = read_raw(data)
-    train, val, val_source = raw.train, raw.val, "folder" if raw.val is not None else "none"
-    if data.limit_train is not None and data.limit_train < len(train):
-        train = train.subset(list(range(data.limit_train)))
-    if val is None and data.val_fraction > 0:
-        if len(train) < 2:
-            raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
-        tr, va = stratified_split(train.y, data.val_fraction, seed)
-        train, val, val_source = train.subset(tr), train.subset(va), "split"
+    train, val, val_source = _splits(data, seed, raw.train, raw.val)
     scale = value_scale(train.x)
     if data.normalize:
         mean, std = channel_stats(train.x, scale)
@@ -48,6 +68,43 @@ def build_data(data: DataConfig, seed: int) -> DataBundle:
         mean=mean, std=std, scale=scale, format=data.format, path=str(Path(data.path).expanduser().resolve()),
         val_source=val_source, notes=list(raw.notes),
     )
+
+
+def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundle:
+    train, val, val_source = _splits(data, seed, listing.splits["train"], listing.splits.get("val"))
+    c = train.shape[0]
+    notes = [*listing.notes, "file-backed: images are decoded from their files for every batch"]
+    if data.normalize:
+        mean, std = sample_stats(train, seed)
+        notes.append(f"normalisation statistics from {min(STATS_SAMPLE, len(train))} sampled training images")
+    else:
+        mean, std = [0.0] * c, [1.0] * c
+    return DataBundle(
+        train=train, val=val, test=listing.splits.get("test"), classes=listing.classes,
+        label_values=listing.label_values, mean=mean, std=std, scale=1.0 / 255.0, format=data.format,
+        path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes,
+    )
+
+
+def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str]:
+    """limit_train, then a stratified validation split when the dataset has none."""
+    val_source = "folder" if val is not None else "none"
+    if data.limit_train is not None and data.limit_train < len(train):
+        train = train.subset(list(range(data.limit_train)))
+    if val is None and data.val_fraction > 0:
+        if len(train) < 2:
+            raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
+        tr, va = stratified_split(train.y, data.val_fraction, seed)
+        train, val, val_source = train.subset(tr), train.subset(va), "split"
+    return train, val, val_source
+
+
+def _format_options(data: DataConfig) -> dict:
+    return {k: v for k, v in data.model_dump().items() if k not in DataConfig.model_fields}
+
+
+def _cache_dir(data: DataConfig) -> Path | None:
+    return None if not data.cache else Path(data.cache_dir) if data.cache_dir else default_cache_dir()
 
 
 def _check_shapes(raw: RawDataset, path: Path) -> None:

@@ -9,7 +9,8 @@ import torch
 
 from cnnlab.config import Config
 from cnnlab.data import build_data
-from cnnlab.data.types import DataBundle, Split
+from cnnlab.data.files import decode_sample
+from cnnlab.data.types import DataBundle, FileSplit, Split
 
 
 def inspect_data(cfg: Config) -> dict[str, Any]:
@@ -18,7 +19,14 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
     splits = bundle.splits()
     counts = {name: torch.bincount(s.y, minlength=bundle.num_classes).tolist()
               for name, s in splits.items() if s.y is not None}
-    x = bundle.train.x
+    notes = list(bundle.notes)
+    if isinstance(bundle.train, FileSplit):  # too large to decode whole: look at a sample
+        train = decode_sample(bundle.train, cfg.seed)
+        notes.append(f"pixel checks and value range from {len(train)} sampled training images; "
+                     "duplicates across splits not checked (file-backed data)")
+    else:
+        train = bundle.train
+    x = train.x
     report = {
         "format": bundle.format,
         "path": bundle.path,
@@ -28,19 +36,19 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
         "classes": bundle.classes,
         "label_values": bundle.label_values,
         "counts": counts,
-        "image_shape": list(bundle.input_shape),
+        "image_shape": list(bundle.image_shape),
         "dtype": str(x.dtype).replace("torch.", ""),
         "value_range": [float(x.min()), float(x.max())],
         "mean": bundle.mean,
         "std": bundle.std,
-        "problems": problems(bundle, counts),
-        "notes": bundle.notes,
+        "problems": problems(bundle, counts, train),
+        "notes": notes,
     }
     return report
 
 
-def problems(bundle: DataBundle, counts: dict[str, list[int]]) -> list[str]:
-    """Things that can quietly spoil an experiment."""
+def problems(bundle: DataBundle, counts: dict[str, list[int]], pixels: Split | None = None) -> list[str]:
+    """Things that can quietly spoil an experiment (pixel checks on `pixels`, by default the training split)."""
     found = []
     train = counts.get("train", [])
     names = bundle.classes
@@ -56,14 +64,16 @@ def problems(bundle: DataBundle, counts: dict[str, list[int]]) -> list[str]:
             missing = [names[i] for i, n in enumerate(counts[split]) if n == 0]
             if missing:
                 found.append(f"{split} has no images of {len(missing)} class(es): {', '.join(missing[:10])}")
-    x = bundle.train.x
+    x = (pixels or bundle.train).x  # type: ignore[union-attr]
     flat = x.reshape(len(x), -1)
     constant = int((flat.amax(1) == flat.amin(1)).sum())
     if constant:
         found.append(f"{constant} training image(s) are a single flat colour")
     if x.dtype == torch.uint8 and int(x.max()) <= 1:
         found.append("uint8 pixel values are all 0 or 1: was the data binarised or scaled before saving?")
-    train_hashes = _hashes(bundle.train)
+    if not bundle.in_memory:
+        return found
+    train_hashes = _hashes(bundle.train)  # type: ignore[arg-type]
     for name in ("val", "test"):
         split = getattr(bundle, name)
         if split is not None:

@@ -1,22 +1,51 @@
-"""Batches from a split that lives as a uint8 tensor on the training device.
+"""Batches for the trainer: from uint8 tensors on the device, or from image files.
 
-Decoding happens once; each batch is an index, a dtype conversion, the batched
-augmentation ops and a normalisation, all tensor ops on the device. This replaces a
-DataLoader over per-image PIL transforms, which on a 2-core CPU is slower than the model.
+In memory (BatchLoader), decoding happened once; each batch is an index, a dtype
+conversion, the batched augmentation ops and a normalisation, all tensor ops on the
+device. This replaces a DataLoader over per-image PIL transforms, which on a 2-core CPU
+is slower than the model. Datasets too large for memory use the FileLoader
+(fileloader.py) instead; both follow the Loader protocol, so the trainer takes either.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import Protocol
 
+import numpy as np
 import torch
 
-from cnnlab.data.augment import Op
-from cnnlab.data.types import Split
+from cnnlab.data.augment import Augmentation, Batch, Pipeline, Rng
+from cnnlab.data.types import AnySplit, FileSplit, Split
+
+
+class Loader(Protocol):
+    """What the trainer and evaluation need from a loader.
+
+    Iterating yields (x, y): normalised float images on `device` and labels, class indices
+    (B,) or, after mixup/cutmix, class probabilities (B, K); y is None for unlabelled data.
+    All randomness comes from the generator the loader was given, so saving and restoring
+    that generator's state (the trainer does, in last.pt) replays the same batches.
+    """
+
+    device: torch.device
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]: ...
+
+
+def epoch_rng(generator: torch.Generator | None) -> Rng:
+    """This epoch's Rng: the device generator, plus a NumPy generator seeded from it (one draw per epoch)."""
+    if generator is None:
+        return Rng(None, np.random.default_rng(0))
+    seed = torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)
+    return Rng(generator, np.random.default_rng(int(seed)))
 
 
 class BatchLoader:
-    """Iterate (x, y) batches, normalised with the training statistics."""
+    """Iterate (x, y) batches of an in-memory split, augmented and normalised with the training statistics."""
 
     def __init__(
         self,
@@ -28,10 +57,11 @@ class BatchLoader:
         std: list[float],
         *,
         shuffle: bool = False,
-        augment: list[Op] | None = None,
+        augment: list[Augmentation] | None = None,
         generator: torch.Generator | None = None,
         channels_last: bool = False,
     ):
+        self.device = device
         self.x = split.x.to(device)
         self.y = None if split.y is None else split.y.to(device)
         self.batch_size = batch_size
@@ -52,6 +82,8 @@ class BatchLoader:
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=self.x.device)
+        # Deterministic ops (resize, center_crop) draw nothing, so they leave the generator as it was.
+        rng = epoch_rng(self.generator) if any(not op.always for op in self.augment) else epoch_rng(None)
         for start in range(0, n, self.batch_size):
             if order is None:
                 xb = self.x[start : start + self.batch_size]
@@ -60,14 +92,53 @@ class BatchLoader:
                 idx = order[start : start + self.batch_size]
                 xb = self.x[idx]
                 yb = None if self.y is None else self.y[idx]
-            yield self.prepare(xb), yb
+            yield self.prepare(xb, yb, rng)
 
-    def prepare(self, xb: torch.Tensor) -> torch.Tensor:
-        """Raw batch -> float, augmented, normalised model input."""
-        xb = xb.to(torch.float32) * self.scale  # never in place: xb may view stored data
-        for op in self.augment:
-            xb = op(xb, self.generator)
-        xb = (xb - self.mean) / self.std
-        if self.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        return xb
+    def prepare(self, xb: torch.Tensor, yb: torch.Tensor | None = None,
+                rng: Rng | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw batch -> float, augmented, normalised model input (and labels, mixed if an op mixes them)."""
+        batch = Batch(xb.to(torch.float32) * self.scale, yb)  # never in place: xb may view stored data
+        if self.augment:
+            rng = rng or epoch_rng(self.generator)  # a single batch, outside an epoch
+            for op in self.augment:
+                batch = op(batch, rng)
+        return normalise(batch.x, self.mean, self.std, self.channels_last), batch.y
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """(x - mean) / std per channel, in the memory format the model runs in."""
+    x = (x - mean) / std
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def default_workers() -> int:
+    """One loader process per CPU core this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_loader(
+    split: AnySplit,
+    pipeline: Pipeline,
+    batch_size: int,
+    device: torch.device,
+    scale: float,
+    mean: list[float],
+    std: list[float],
+    *,
+    train: bool = False,
+    generator: torch.Generator | None = None,
+    channels_last: bool = False,
+    workers: int | None = None,
+) -> Loader:
+    """The loader for a split: training (shuffled, every op) or evaluation (in order, the always-ops)."""
+    if isinstance(split, FileSplit):
+        from cnnlab.data.fileloader import FileLoader
+
+        return FileLoader(split, pipeline, batch_size, device, scale, mean, std, train=train, generator=generator,
+                          channels_last=channels_last, workers=default_workers() if workers is None else workers)
+    return BatchLoader(split, batch_size, device, scale, mean, std, shuffle=train,
+                       augment=pipeline.train_ops if train else pipeline.eval_ops,
+                       generator=generator if train else None, channels_last=channels_last)

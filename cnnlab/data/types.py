@@ -19,11 +19,49 @@ class Split:
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of every image."""
+        c, h, w = self.x.shape[1:]
+        return int(c), int(h), int(w)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.x.dtype
+
     def subset(self, index: torch.Tensor | list[int]) -> Split:
         """The samples at `index`, in that order."""
         index = torch.as_tensor(index, dtype=torch.long)
         ids = [self.ids[i] for i in index.tolist()] if self.ids is not None else None
         return Split(self.x[index], None if self.y is None else self.y[index], ids)
+
+
+@dataclass
+class FileSplit:
+    """Images left in their files (the file-backed path), decoded one by one while training."""
+
+    source: str  # the folder or .zip archive the files are in
+    files: list[str]  # member paths inside `source`
+    y: torch.Tensor | None
+    ids: list[str] | None
+    shape: tuple[int, int, int]  # (C, H, W) each image is decoded to (mode and size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return torch.uint8
+
+    def subset(self, index: torch.Tensor | list[int]) -> FileSplit:
+        """The samples at `index`, in that order."""
+        index = torch.as_tensor(index, dtype=torch.long).tolist()
+        ids = [self.ids[i] for i in index] if self.ids is not None else None
+        y = None if self.y is None else self.y[torch.as_tensor(index, dtype=torch.long)]
+        return FileSplit(self.source, [self.files[i] for i in index], y, ids, self.shape)
+
+
+AnySplit = Split | FileSplit
 
 
 @dataclass
@@ -42,9 +80,9 @@ class RawDataset:
 class DataBundle:
     """Splits ready for training, plus everything predict needs to treat new data the same way."""
 
-    train: Split
-    val: Split | None
-    test: Split | None
+    train: AnySplit
+    val: AnySplit | None
+    test: AnySplit | None
     classes: list[str]
     label_values: list[Any]
     mean: list[float]  # per channel, in the scaled [0, 1] space
@@ -56,17 +94,22 @@ class DataBundle:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
-        c, h, w = self.train.x.shape[1:]
-        return int(c), int(h), int(w)
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the stored images; the model's input is this after augment's resize/center_crop."""
+        return self.train.shape
+
+    @property
+    def in_memory(self) -> bool:
+        """True when the images are decoded tensors, False when they are read from their files per batch."""
+        return isinstance(self.train, Split)
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def splits(self) -> dict[str, Split]:
+    def splits(self) -> dict[str, AnySplit]:
         """Every split that exists, by name."""
-        out = {"train": self.train}
+        out: dict[str, AnySplit] = {"train": self.train}
         if self.val is not None:
             out["val"] = self.val
         if self.test is not None:
@@ -78,8 +121,10 @@ class DataBundle:
         return {
             "format": self.format,
             "path": self.path,
-            "input_shape": list(self.input_shape),
-            "dtype": str(self.train.x.dtype).replace("torch.", ""),
+            "image_shape": list(self.image_shape),
+            "input_shape": list(self.image_shape),  # the runner replaces it by the shape after augment's always-ops
+            "dtype": str(self.train.dtype).replace("torch.", ""),
+            "in_memory": self.in_memory,
             "classes": self.classes,
             "label_values": self.label_values,
             "mean": self.mean,

@@ -10,7 +10,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from cnnlab.data.loader import BatchLoader
+from cnnlab.data.loader import Loader
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Evaluation:
 @torch.inference_mode()
 def evaluate(
     model: nn.Module,
-    loader: BatchLoader,
+    loader: Loader,
     loss_fn: nn.Module,
     num_classes: int,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
@@ -43,7 +43,7 @@ def evaluate(
     """Run the model over the loader once, in eval mode, accumulating on the device."""
     was_training = model.training
     model.eval()
-    device = loader.x.device
+    device = loader.device
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     top5_hits = torch.zeros((), dtype=torch.long, device=device)
     confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)

@@ -22,8 +22,8 @@ from torch import nn
 from cnnlab import rundir
 from cnnlab.config import Config
 from cnnlab.data import DataBundle, build_data
-from cnnlab.data.augment import build_pipeline
-from cnnlab.data.loader import BatchLoader
+from cnnlab.data.augment import Pipeline, build_pipeline
+from cnnlab.data.loader import Loader, make_loader
 from cnnlab.errors import ConfigError, DivergedError, UserError
 from cnnlab.io import write_json
 from cnnlab.models import build_model, count_parameters
@@ -93,17 +93,22 @@ class Session:
     optimizer: torch.optim.Optimizer
     schedule: Schedule
     loss_fn: nn.Module
-    train_loader: BatchLoader
-    eval_loaders: dict[str, BatchLoader]
+    pipeline: Pipeline
+    train_loader: Loader
+    eval_loaders: dict[str, Loader]
     generator: torch.Generator
     autocast: Callable[[], contextlib.AbstractContextManager]
     scaler: torch.amp.GradScaler | None
     penalty: L2Penalty | None = None
     early_stop: EarlyStopping | None = None
 
+    def data_info(self) -> dict[str, Any]:
+        """data.json: the bundle's description, with the model's input shape (after augment's always-ops)."""
+        return {**self.bundle.info(), "input_shape": list(self.pipeline.input_shape)}
+
     def meta(self) -> dict[str, Any]:
         """Plain data stored in every checkpoint so it explains itself."""
-        return {"engine": "torch", "config": self.cfg.to_dict(), "data": self.bundle.info()}
+        return {"engine": "torch", "config": self.cfg.to_dict(), "data": self.data_info()}
 
     def trainer(self, run_dir: Path, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
         t = self.cfg.train
@@ -142,19 +147,21 @@ def setup_torch(cfg: Config) -> torch.device:
 def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     """Data, model, loaders, optimizer, schedule and loss for `cfg` (data may be passed in)."""
     device = setup_torch(cfg)
-    bundle = bundle or build_data(cfg.data, cfg.seed)
+    bundle = bundle or build_data(cfg.data, cfg.seed, device)
+    # Shapes through the augment ops are checked here, before any file is written.
+    pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
-    model = build_model(cfg.model.name, cfg.options("model", "name"), bundle.input_shape, bundle.num_classes)
+    model = build_model(cfg.model.name, cfg.options("model", "name"), pipeline.input_shape, bundle.num_classes)
     channels_last = cfg.train.channels_last != "off"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
-    common = {"device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
-              "channels_last": channels_last}
-    train_loader = BatchLoader(bundle.train, cfg.train.batch_size, shuffle=True, generator=generator,
-                               augment=build_pipeline(cfg.augment), **common)
-    eval_loaders = {name: BatchLoader(split, cfg.train.eval_batch_size, **common)
+    common = {"pipeline": pipeline, "device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
+              "channels_last": channels_last, "workers": cfg.data.workers}
+    train_loader = make_loader(bundle.train, batch_size=cfg.train.batch_size, train=True, generator=generator,
+                               **common)
+    eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
                     for name, split in bundle.splits().items() if name != "train"}
 
     optimizer = _optimizer(cfg, model)
@@ -169,7 +176,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     _check_compiler(cfg, device)
     # fp16 needs loss scaling so small gradients do not flush to zero; bf16 has fp32's range.
     scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.train.amp, device) == torch.float16 else None
-    return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, train_loader, eval_loaders,
+    return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, pipeline, train_loader, eval_loaders,
                    generator, make_autocast(cfg, device), scaler, penalty,
                    EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None)
 
@@ -223,7 +230,7 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     run_dir = run_dir or rundir.create(cfg.train.out_dir, cfg.name or "run")
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.write_config(run_dir, cfg)
-    write_json(run_dir / "data.json", session.bundle.info())
+    write_json(run_dir / "data.json", session.data_info())
     reporter = _reporter(session, quiet)
     reporter.message(_banner(session, run_dir))
     trainer = session.trainer(run_dir, reporter, callbacks or [])
@@ -234,8 +241,12 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     """Continue an interrupted run from last.pt; from scratch if it never finished an epoch."""
     run_dir = Path(run_dir)
     cfg = rundir.read_config(run_dir)
-    session = build_session(cfg)
     stored = rundir.read_json(run_dir / "data.json")
+    data = cfg.data
+    if data.in_memory == "auto" and isinstance(stored.get("in_memory"), bool):
+        # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
+        data = data.model_copy(update={"in_memory": stored["in_memory"]})
+    session = build_session(cfg, build_data(data, cfg.seed))
     if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
         raise UserError(f"{cfg.data.path}: the dataset changed since {run_dir.name} started (classes or split sizes differ)")
     reporter = _reporter(session, quiet)
@@ -252,8 +263,11 @@ def _reporter(session: Session, quiet: bool) -> Reporter:
 
 def _banner(s: Session, run_dir: Path) -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in s.bundle.info()["sizes"].items())
-    c, h, w = s.bundle.input_shape
-    text = (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {c}x{h}x{w}\n"
+    shape = "x".join(map(str, s.bundle.image_shape))
+    if s.pipeline.input_shape != s.bundle.image_shape:
+        shape += " -> " + "x".join(map(str, s.pipeline.input_shape))
+    where = "in memory" if s.bundle.in_memory else "read from files per batch"
+    text = (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}\n"
             f"model {s.cfg.model.name}: {count_parameters(s.model):,} parameters; device {s.device}")
     t = s.cfg.train
     options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",

@@ -25,7 +25,8 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.analysis.curves import plot_curves
-from cnnlab.data.loader import BatchLoader
+from cnnlab.data.augment import hard_labels
+from cnnlab.data.loader import Loader
 from cnnlab.errors import DivergedError
 from cnnlab.io import write_jsonl
 from cnnlab.train import checkpoint
@@ -73,8 +74,8 @@ class Trainer:
         optimizer: torch.optim.Optimizer,
         schedule: Schedule,
         loss_fn: nn.Module,
-        train_loader: BatchLoader,
-        eval_loaders: dict[str, BatchLoader],
+        train_loader: Loader,
+        eval_loaders: dict[str, Loader],
         num_classes: int,
         epochs: int,
         run_dir: Path,
@@ -105,7 +106,7 @@ class Trainer:
         self.eval_model = with_tta(self.ema.module if self.ema is not None else model, tta)
         self.eval_tag = ", ".join((["ema"] if ema is not None else []) + (["tta"] if tta != "none" else []))
         self.select = "val_acc" if "val" in eval_loaders else None  # None: the last epoch is best
-        self.device = train_loader.x.device
+        self.device = train_loader.device
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
         self.check_every = 1 if self.device.type == "cpu" else 25
         self.state = TrainState()
@@ -232,7 +233,8 @@ class Trainer:
             self.schedule.after_batch()
             loss = loss.detach().float()
             loss_sum += loss.double() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
+            # With mixup/cutmix, y holds class probabilities: a hit is the argmax of the mixed target.
+            correct += (logits.detach().argmax(1) == hard_labels(y)).sum()
             seen += len(y)
             pending.append(loss)
             if len(pending) >= self.check_every:

@@ -15,9 +15,10 @@ import torch
 
 from cnnlab.data.cache import cached
 from cnnlab.data.decode import decode_many, probe_mode
+from cnnlab.data.files import FileListing, cached_listing, file_lister
 from cnnlab.data.formats import FORMATS
 from cnnlab.data.sources import FileTree, is_image
-from cnnlab.data.types import RawDataset, Split
+from cnnlab.data.types import FileSplit, RawDataset, Split
 from cnnlab.errors import DataError
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "dev", "valid", "validation"), "test": ("test",)}
@@ -93,6 +94,23 @@ def _size(image_size: int | list[int] | None) -> tuple[int, int] | None:
 
 
 def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, skip_corrupt: bool) -> RawDataset:
+    folders, classes, files, labels = _scan(tree)
+    every = [f for s in files for f in files[s]]
+    channels, size, notes = _decoded_format(tree, every, _probe(tree, every), size, channels)
+    splits, skipped = {}, 0
+    for s in files:
+        x, kept, bad = decode_many(tree, files[s], channels, size, skip_corrupt)  # type: ignore[arg-type]
+        skipped += len(bad)
+        y = torch.tensor([labels[s][i] for i in kept], dtype=torch.long)
+        ids = [files[s][i][len(folders[s]):] for i in kept]
+        splits[s] = Split(torch.from_numpy(x), y, ids)
+    if skipped:
+        notes.append(f"skipped {skipped} corrupt image(s) (data.skip_corrupt)")
+    return RawDataset(classes=classes, label_values=list(classes), notes=notes, **splits)
+
+
+def _scan(tree: FileTree) -> tuple[dict[str, str], list[str], dict[str, list[str]], dict[str, list[int]]]:
+    """(split folders, classes, files per split, labels per split), from the file names alone."""
     root = find_root(tree)
     folders = split_folders(tree, root)
     per_split = {s: class_files(tree, p) for s, p in folders.items()}
@@ -109,8 +127,13 @@ def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, ski
 
     files = {s: [f for c in classes for f in groups.get(c, [])] for s, groups in per_split.items()}
     labels = {s: [i for i, c in enumerate(classes) for _ in groups.get(c, [])] for s, groups in per_split.items()}
-    every = [f for s in files for f in files[s]]
-    headers = _probe(tree, every)
+    return folders, classes, files, labels
+
+
+def _decoded_format(
+    tree: FileTree, every: list[str], headers: list, size: tuple[int, int] | None, channels: str | int
+) -> tuple[int, tuple[int, int], list[str]]:
+    """(channels, (H, W), notes): what every image is decoded to, from the headers of `every` file."""
     notes: list[str] = []
     if channels == "auto":
         modes = Counter(h[0] for h in headers if h is not None)
@@ -132,17 +155,50 @@ def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, ski
         size = next(iter(sizes))
     elif any(h is not None and h[1] != size for h in headers):
         notes.append(f"images resized to {size[0]}x{size[1]}")
+    return int(channels), size, notes
 
-    splits, skipped = {}, 0
-    for s in files:
-        x, kept, bad = decode_many(tree, files[s], channels, size, skip_corrupt)  # type: ignore[arg-type]
-        skipped += len(bad)
-        y = torch.tensor([labels[s][i] for i in kept], dtype=torch.long)
-        ids = [files[s][i][len(folders[s]):] for i in kept]
-        splits[s] = Split(torch.from_numpy(x), y, ids)
-    if skipped:
-        notes.append(f"skipped {skipped} corrupt image(s) (data.skip_corrupt)")
-    return RawDataset(classes=classes, label_values=list(classes), notes=notes, **splits)
+
+@file_lister("image_folder")
+def list_image_folder(
+    path: Path,
+    cache_dir: Path | None = None,
+    image_size: int | list[int] | None = None,
+    channels: Literal["auto", 1, 3] = "auto",
+    skip_corrupt: bool = False,
+    estimate: bool = False,
+) -> FileListing:
+    """Files, labels and decoded shape of every split, in the order the reader decodes them, without decoding.
+
+    estimate=True reads a few headers (enough to size the decoded data); otherwise every
+    header is read (once: the listing is cached) and unreadable files are skipped or named.
+    """
+    tree = FileTree(path)
+    size = _size(image_size)
+
+    def build() -> FileListing:
+        folders, classes, files, labels = _scan(tree)
+        every = [f for s in files for f in files[s]]
+        headers = _probe(tree, every[:16] if estimate else every)
+        c, hw, notes = _decoded_format(tree, every, headers, size, channels)
+        bad = set() if estimate else {f for f, h in zip(every, headers) if h is None}
+        if bad and not skip_corrupt:
+            first = next(f for f in every if f in bad)
+            raise DataError(f"{tree.describe(first)}: cannot decode image; replace or delete it, or set data.skip_corrupt: true")
+        if bad:
+            notes.append(f"skipped {len(bad)} unreadable image(s) (data.skip_corrupt)")
+        splits = {}
+        for s in files:
+            keep = [i for i, f in enumerate(files[s]) if f not in bad]
+            splits[s] = FileSplit(str(path), [files[s][i] for i in keep],
+                                  torch.tensor([labels[s][i] for i in keep], dtype=torch.long),
+                                  [files[s][i][len(folders[s]):] for i in keep], (c, *hw))
+        return FileListing(classes, list(classes), splits, notes)
+
+    if estimate:
+        return build()
+    key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
+           "skip_corrupt": skip_corrupt, "version": 1}
+    return cached_listing(cache_dir, key, build)
 
 
 def _probe(tree: FileTree, files: list[str]) -> list:

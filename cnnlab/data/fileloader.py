@@ -1,0 +1,197 @@
+"""Batches decoded from image files, for datasets that do not fit in memory.
+
+A torch DataLoader runs per-image work in worker processes: decode the file (as the
+in-memory reader does: same mode, same size), scale to [0, 1] floats, apply the
+torchvision v2 twins of the configured ops. Whole batches then go to the device, get
+mixup/cutmix (torchvision's MixUp/CutMix) and are normalised with the training statistics.
+
+Reproducibility: at the start of each epoch the loader's generator draws the shuffling
+order and one seed per sample; a worker seeds torch before transforming each image with
+that sample's seed. A batch therefore depends only on the generator state, not on the
+number of workers or which worker ran it, and restoring the generator (and torch's global
+generator, which MixUp/CutMix draw from) at an epoch boundary replays the same epoch:
+`cnnlab resume` on the CPU matches an uninterrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnlab.data.augment import Pipeline, build_pipeline
+from cnnlab.data.decode import decode_one
+from cnnlab.data.loader import normalise
+from cnnlab.data.types import FileSplit
+from cnnlab.errors import DataError, UserError
+
+
+class MemberReader:
+    """Reads files of a folder or zip archive; each process opens its own archive handle.
+
+    A zip handle shared across fork() shares one file offset between processes, so the
+    handle is (re)opened lazily in whichever process reads.
+    """
+
+    def __init__(self, source: str):
+        self.path = Path(source)
+        self.is_zip = self.path.is_file()
+        self._zip: zipfile.ZipFile | None = None
+        self._pid: int | None = None
+
+    def read(self, rel: str) -> bytes:
+        """The bytes of one file."""
+        try:
+            if not self.is_zip:
+                return (self.path / rel).read_bytes()
+            if self._zip is None or self._pid != os.getpid():
+                self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
+            return self._zip.read(rel)
+        except (OSError, zipfile.BadZipFile, KeyError) as e:
+            raise DataError(f"{self.describe(rel)}: cannot read ({e}); the dataset changed since it was listed") from None
+
+    def describe(self, rel: str) -> str:
+        """A path a person can find: 'archive.zip:member' or the full file path."""
+        return f"{self.path}:{rel}" if self.is_zip else str(self.path / rel)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_zip": None, "_pid": None}
+
+
+class ImageFiles(Dataset):
+    """Item (index, seed) -> (image after the per-image ops, label); the label is -1 when unlabelled.
+
+    The seed (-1: none needed) seeds torch's generator for this image's random ops.
+    """
+
+    def __init__(self, split: FileSplit, pipeline: Pipeline, train: bool, scale: float):
+        self.reader = MemberReader(split.source)
+        self.files = split.files
+        self.labels = None if split.y is None else split.y.tolist()
+        c, h, w = split.shape
+        self.mode, self.size = ("L" if c == 1 else "RGB"), (h, w)
+        self.train, self.scale = train, scale
+        # Plain data only: each worker rebuilds the transform, so nothing unpicklable crosses processes.
+        self.recipe = (pipeline.items, pipeline.image_shape, pipeline.num_classes)
+        self._transform: Any = None
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def transform(self) -> Any:
+        if self._transform is None:
+            pipeline = build_pipeline(*self.recipe)
+            self._transform = pipeline.v2_train() if self.train else pipeline.v2_eval()
+        return self._transform
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        index, seed = key
+        arr = decode_one(self.reader, self.files[index], self.mode, self.size)  # type: ignore[arg-type]
+        if isinstance(arr, str):
+            raise DataError(f"{self.reader.describe(self.files[index])}: cannot decode image ({arr}); replace or delete it")
+        # The same conversion as the in-memory loader, so both paths see identical values.
+        x = torch.tensor(arr, dtype=torch.float32).permute(2, 0, 1) * self.scale
+        if seed >= 0:  # -1: no random per-image op
+            with torch.random.fork_rng(devices=[]):  # leaves the caller's generator alone (workers=0)
+                torch.manual_seed(seed)
+                x = self.transform()(x)
+        else:
+            x = self.transform()(x)
+        return x.contiguous(), -1 if self.labels is None else self.labels[index]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_transform": None}
+
+
+class EpochPlan:
+    """The batch sampler: this epoch's batches of (index, seed), set by the loader before each epoch."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class FileLoader:
+    """Iterate (x, y) batches of a file-backed split on `device`, like BatchLoader does for tensors."""
+
+    def __init__(
+        self,
+        split: FileSplit,
+        pipeline: Pipeline,
+        batch_size: int,
+        device: torch.device,
+        scale: float,
+        mean: list[float],
+        std: list[float],
+        *,
+        train: bool = False,
+        generator: torch.Generator | None = None,
+        channels_last: bool = False,
+        workers: int = 0,
+    ):
+        if train and generator is None:
+            raise ValueError("a training FileLoader needs the run's generator")
+        self.device, self.batch_size, self.train = device, batch_size, train
+        self.generator, self.channels_last = generator, channels_last
+        self.labelled = split.y is not None
+        self.dataset = ImageFiles(split, pipeline, train, scale)
+        self.batch_op = pipeline.v2_batch() if train else None
+        # Per-sample seeds only when a per-image op is random: without one, the generator
+        # advances exactly as the in-memory loader's does (the same shuffles, epoch by epoch).
+        self.seeded = train and any(not op.always for op in pipeline.image_ops)
+        c = split.shape[0]
+        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.plan = EpochPlan()
+        self.loader = DataLoader(
+            self.dataset, batch_sampler=self.plan, num_workers=workers, pin_memory=device.type == "cuda",
+            # Workers live across epochs only for training; evaluation loaders start theirs per pass.
+            persistent_workers=train and workers > 0, prefetch_factor=4 if workers > 0 else None,
+            generator=torch.Generator(),  # worker base seeds must not draw from torch's global generator
+        )
+
+    def __len__(self) -> int:
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+
+    def _plan_epoch(self) -> None:
+        n = len(self.dataset)
+        if self.train:
+            g = self.generator
+            order = torch.randperm(n, generator=g, device=g.device).cpu()  # type: ignore[union-attr]
+        else:
+            order = torch.arange(n)
+        if self.seeded:
+            seeds = torch.randint(0, 2**62, (n,), generator=g, device=g.device).cpu()  # type: ignore[union-attr]
+        else:
+            seeds = torch.full((n,), -1, dtype=torch.long)
+        pairs = list(zip(order.tolist(), seeds.tolist()))
+        self.plan.batches = [pairs[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        self._plan_epoch()
+        try:
+            for x, y in self.loader:
+                x = x.to(self.device, non_blocking=True)
+                y = y.to(self.device, non_blocking=True) if self.labelled else None
+                if self.batch_op is not None and y is not None:
+                    x, y = self.batch_op(x, y)
+                yield normalise(x, self.mean, self.std, self.channels_last), y
+        except UserError as e:
+            # A worker's error arrives wrapped in its traceback; keep the one line that names the file.
+            raise type(e)(_last_line(str(e))) from None
+
+
+def _last_line(message: str) -> str:
+    line = message.strip().splitlines()[-1]
+    prefix = next((p for p in ("DataError: ", "ConfigError: ", "UserError: ") if p in line), None)
+    return line.split(prefix, 1)[1] if prefix else line
