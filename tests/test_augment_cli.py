@@ -13,7 +13,6 @@ from conftest import write_config
 from cnnlab.cli import main
 from cnnlab.config import load_config
 from cnnlab.train import runner
-from cnnlab.train.trainer import StopTraining
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +75,14 @@ def test_file_backed_resume_replays_the_uninterrupted_run(cifar_zip_small, tmp_p
                   schedule={"name": "step", "step_size": 1, "gamma": 0.5}, train={"epochs": 2, "batch_size": 32})
     whole = runner.train(load_config(write_config(tmp_path / "a" / "c.yaml", data, **common)), quiet=True).run_dir
 
-    def stop_after_first(epoch, metrics):
-        raise StopTraining("stopped", "test: stop after epoch 1")
+    def interrupt_in_second(epoch, metrics):
+        if epoch == 2:  # as Ctrl-C during epoch 2: epoch 2's files are never written
+            raise KeyboardInterrupt
 
-    cut = runner.train(load_config(write_config(tmp_path / "b" / "c.yaml", data, **common)), quiet=True,
-                       callbacks=[stop_after_first]).run_dir
+    with pytest.raises(KeyboardInterrupt):
+        runner.train(load_config(write_config(tmp_path / "b" / "c.yaml", data, **common)), quiet=True,
+                     callbacks=[interrupt_in_second])
+    cut = next((tmp_path / "b" / "runs").iterdir())
     assert [r["epoch"] for r in metrics(cut)] == [1]
     assert json.loads((cut / "data.json").read_text())["in_memory"] is False
     monkeypatch.undo()  # memory to spare now: resume must still read the files, as the run began
