@@ -17,12 +17,16 @@ def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     A crash mid-write leaves the previous file intact: readers see the old or the new file,
     never a truncated one (os.replace is atomic within one file system).
     """
+    arrays = {key: np.asarray(value) for key, value in arrays.items()}
+    for key, value in arrays.items():
+        if value.dtype.hasobject:  # would need pickle, which load_npz refuses
+            raise TypeError(f"array {key!r} has dtype object; only plain numeric arrays are saved")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **{k: np.asarray(v) for k, v in arrays.items()})
+            np.savez(handle, **arrays)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
