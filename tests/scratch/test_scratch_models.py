@@ -179,9 +179,9 @@ def test_chunked_conv_equals_unchunked(stride, padding, training, rng, monkeypat
     out_full = layer.forward(x, training)
     grad_full = layer.backward(g)
     grads_full = {k: v.copy() for k, v in layer.grads.items()}
-    per_sample = 3 * 9 * ho * wo * 8
+    per_sample = layer.bytes_per_sample(x, ho, wo)
     monkeypatch.setattr(conv, "COLUMN_BUDGET_BYTES", 3 * per_sample)  # chunks of 3 samples
-    assert conv.chunk_size(per_sample, n) == 3
+    assert layer._chunk(x, ho, wo) == 3
     out = layer.forward(x, training)
     assert layer._cols is None  # several chunks: columns are rebuilt in backward, not kept
     np.testing.assert_allclose(out, out_full, rtol=1e-12, atol=1e-13)
@@ -196,8 +196,8 @@ def test_big_batch_inference_is_chunked(monkeypatch):
     calls = []
     original = Conv2d._columns
 
-    def spy(self, windows, start, stop):
-        cols = original(self, windows, start, stop)
+    def spy(self, windows, start, stop, buffer):
+        cols = original(self, windows, start, stop, buffer)
         calls.append(cols.nbytes)
         return cols
 

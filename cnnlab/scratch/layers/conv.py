@@ -75,15 +75,35 @@ class Conv2d(Layer):
         view = sliding_window_view(pad_images(x, ph, pw), (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
         return view.transpose(1, 4, 5, 0, 2, 3)
 
-    def _columns(self, windows: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Copy the windows of samples [start, stop) into a (C*kh*kw, n*Ho*Wo) matrix."""
-        rows = windows.shape[0] * windows.shape[1] * windows.shape[2]
-        return windows[:, :, :, start:stop].reshape(rows, -1)
+    def _columns(self, windows: np.ndarray, start: int, stop: int,
+                 buffer: np.ndarray) -> np.ndarray:
+        """Copy the windows of samples [start, stop) into a (C*kh*kw, n*Ho*Wo) matrix.
+
+        The copy lands in ``buffer``, shared by all chunks, so only one chunk's columns exist.
+        """
+        part = windows[:, :, :, start:stop]
+        cols = buffer[:part.size].reshape(part.shape)
+        np.copyto(cols, part)
+        return cols.reshape(-1, part.shape[3] * part.shape[4] * part.shape[5])
+
+    def bytes_per_sample(self, x: np.ndarray, ho: int, wo: int) -> int:
+        """Size of one sample's share of the largest column-shaped matrix.
+
+        That is the column matrix itself, or for stride 1 the column gradient, which backward
+        lays out on the output grid widened to the padded input width.
+        """
+        rows = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        width = x.shape[3] + 2 * self.padding[1] if self.stride == (1, 1) else wo
+        return rows * ho * max(width, wo) * x.itemsize
 
     def _chunk(self, x: np.ndarray, ho: int, wo: int) -> int:
         """Samples per chunk so that one column matrix stays within the memory budget."""
+        return chunk_size(self.bytes_per_sample(x, ho, wo), x.shape[0])
+
+    def _buffer(self, x: np.ndarray, step: int, ho: int, wo: int) -> np.ndarray:
+        """Flat storage for one chunk of columns."""
         rows = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
-        return chunk_size(rows * ho * wo * x.itemsize, x.shape[0])
+        return np.empty(rows * step * ho * wo, dtype=x.dtype)
 
     # --- forward / backward --------------------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
@@ -95,13 +115,14 @@ class Conv2d(Layer):
         ho, wo = output_size(h, kh, sh, ph), output_size(w, kw, sw, pw)
         weight = self.params["weight"].reshape(self.out_channels, -1)
         bias = self.params["bias"][:, None]
+        self._x, self._cols = x, None  # drop the previous batch's columns before allocating
         windows = self._windows(x)
         step = self._chunk(x, ho, wo)
+        buffer = self._buffer(x, step, ho, wo)
         out = np.empty((n, self.out_channels, ho, wo), dtype=np.result_type(x, weight))
-        self._x, self._cols = x, None
         for start in range(0, n, step):
             stop = min(start + step, n)
-            cols = self._columns(windows, start, stop)
+            cols = self._columns(windows, start, stop, buffer)
             y = weight @ cols
             y += bias
             # (O, n*Ho*Wo) -> (n, O, Ho, Wo): a copy of the output only, which is small.
@@ -133,11 +154,15 @@ class Conv2d(Layer):
             # Channel-major (C, N, plane) so each tap's block of columns adds in without a
             # transpose; kw-1 spare elements per plane absorb the row-shift trick's overflow.
             grad_flat = np.zeros((c, n, hp * wp + kw - 1), dtype=grad_w.dtype)
-        windows = self._windows(x) if self._cols is None else None
-        step = n if self._cols is not None else self._chunk(x, *grad_out.shape[2:])
+        ho, wo = grad_out.shape[2:]
+        if self._cols is not None:
+            step, windows, buffer = n, None, None
+        else:  # several chunks (or an eval-mode forward): rebuild the columns chunk by chunk
+            step, windows = self._chunk(x, ho, wo), self._windows(x)
+            buffer = self._buffer(x, self._chunk(x, ho, wo), ho, wo)
         for start in range(0, n, step):
             stop = min(start + step, n)
-            cols = self._cols if windows is None else self._columns(windows, start, stop)
+            cols = self._cols if windows is None else self._columns(windows, start, stop, buffer)
             g = grad_t[:, start:stop]
             grad_w += g.reshape(self.out_channels, -1) @ cols.T
             if grad_flat is not None:
