@@ -168,8 +168,9 @@ def layer_cases(rng: np.random.Generator) -> list[Case]:
     sharp_x = away_from(rng.uniform(-4, 6, (3, 4, 5)), [2.5])
     return [
         Case("Conv2d k3 s1 p1", lambda g=lr(): Conv2d(3, 4, 3, padding=1, rng=g), r(2, 3, 7, 9)),
-        Case("Conv2d k(3,5) s2 p(2,1)", lambda g=lr(): Conv2d(2, 3, (3, 5), stride=2,
-                                                              padding=(2, 1), rng=g), r(2, 2, 9, 8)),
+        Case("Conv2d k(3,5) s2 p(2,1)",
+             lambda g=lr(): Conv2d(2, 3, (3, 5), stride=2, padding=(2, 1), rng=g),
+             r(2, 2, 9, 8)),
         Case("Conv2d k5 s1 p0 batch1", lambda g=lr(): Conv2d(2, 3, 5, rng=g), r(1, 2, 9, 7)),
         Case("Conv2d k3 s2 p0 odd", lambda g=lr(): Conv2d(3, 2, 3, stride=2, rng=g),
              r(3, 3, 8, 11)),
@@ -212,12 +213,14 @@ def run_gradcheck(seed: int = 0, verbose: bool = True) -> dict[str, float]:
         errors = check_layer(case, rng)
         rows.append((case.name, errors))
     y = rng.integers(0, 5, 4)
-    rows.append(("SoftmaxCrossEntropy", check_loss(SoftmaxCrossEntropy(), 3 * rng.standard_normal((4, 5)), y)))
-    rows.append(("SoftmaxCrossEntropy ls0.1",
-                 check_loss(SoftmaxCrossEntropy(0.1), 3 * rng.standard_normal((4, 5)), y)))
-    rows.append(("MultiClassHinge", check_loss(MultiClassHinge(), hinge_logits(4, 5, y, 1.0, rng), y)))
-    rows.append(("MultiClassHinge m0.5",
-                 check_loss(MultiClassHinge(0.5), hinge_logits(4, 5, y, 0.5, rng), y)))
+    loss_cases = [
+        ("SoftmaxCrossEntropy", SoftmaxCrossEntropy(), 3 * rng.standard_normal((4, 5))),
+        ("SoftmaxCrossEntropy ls0.1", SoftmaxCrossEntropy(0.1), 3 * rng.standard_normal((4, 5))),
+        ("MultiClassHinge", MultiClassHinge(), hinge_logits(4, 5, y, 1.0, rng)),
+        ("MultiClassHinge m0.5", MultiClassHinge(0.5), hinge_logits(4, 5, y, 0.5, rng)),
+    ]
+    for name, loss, logits in loss_cases:
+        rows.append((name, check_loss(loss, logits, y)))
     for name, errors in rows:
         results[name] = max(errors.values())
     if verbose:

@@ -8,7 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-MNIST_CANDIDATES = [os.environ.get("CNNLAB_MNIST_DIR", ""), "data/mnist", "/work/shared/datasets/mnist"]
+MNIST_CANDIDATES = [
+    os.environ.get("CNNLAB_MNIST_DIR", ""),
+    "data/mnist",
+    "/work/shared/datasets/mnist",
+]
 
 
 def relative_error(a, b) -> float:

@@ -126,7 +126,8 @@ class Conv2d(Layer):
             y = weight @ cols
             y += bias
             # (O, n*Ho*Wo) -> (n, O, Ho, Wo): a copy of the output only, which is small.
-            out[start:stop] = y.reshape(self.out_channels, stop - start, ho, wo).transpose(1, 0, 2, 3)
+            y = y.reshape(self.out_channels, stop - start, ho, wo)
+            out[start:stop] = y.transpose(1, 0, 2, 3)
         if training and step >= n:
             self._cols = cols  # one chunk: reuse in backward instead of rebuilding
         return out

@@ -26,31 +26,33 @@ class _BatchNorm(Layer):
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps}, momentum={self.momentum}"
 
-    def _broadcast(self, x: np.ndarray) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """Reduction axes and the shape that broadcasts a per-channel vector against ``x``."""
+    def _shape(self, x: np.ndarray) -> tuple[int, ...]:
+        """Shape that broadcasts a per-channel vector against ``x``."""
         if x.ndim not in self.expected_ndim or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}) got input {x.shape}")
-        axes = (0, *range(2, x.ndim))
-        return axes, (1, self.num_features) + (1,) * (x.ndim - 2)
+        return (1, self.num_features) + (1,) * (x.ndim - 2)
 
     def forward(self, x: np.ndarray, training: bool = True) -> np.ndarray:
         """Normalise, scale and shift; in training also update the running statistics."""
-        axes, shape = self._broadcast(x)
+        shape = self._shape(x)
         count = x.size // self.num_features
         if training:
             if count < 2:
                 raise ValueError("BatchNorm needs more than one value per channel in training")
-            mean = x.mean(axis=axes)
+            mean = channel_sum(x) / count
             centred = x - mean.reshape(shape)
-            var = np.mean(np.square(centred), axis=axes)  # biased: used for normalising
+            var = channel_dot(centred, centred) / count  # biased: used for normalising
             self._update_running(mean, var, count)
         else:
             mean, var = self.buffers["running_mean"], self.buffers["running_var"]
             centred = x - mean.reshape(shape)
         inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype, copy=False)
-        x_hat = centred * inv_std.reshape(shape)
-        self._cache = (x_hat, inv_std, axes, shape, training)
-        return x_hat * self.params["weight"].reshape(shape) + self.params["bias"].reshape(shape)
+        x_hat = centred
+        x_hat *= inv_std.reshape(shape)  # in place: centred is our own temporary
+        self._cache = (x_hat, inv_std, training)
+        out = x_hat * self.params["weight"].reshape(shape)
+        out += self.params["bias"].reshape(shape)
+        return out
 
     def _update_running(self, mean: np.ndarray, var: np.ndarray, count: int) -> None:
         """Exponential moving averages; torch stores the *unbiased* variance here."""
@@ -66,17 +68,38 @@ class _BatchNorm(Layer):
         """Gradients of the affine part, then through the normalisation itself."""
         if self._cache is None:
             raise RuntimeError("backward called before forward")
-        x_hat, inv_std, axes, shape, training = self._cache
-        self._set_grad("weight", np.sum(grad_out * x_hat, axis=axes))
-        self._set_grad("bias", grad_out.sum(axis=axes))
-        grad_hat = grad_out * self.params["weight"].reshape(shape)
+        x_hat, inv_std, training = self._cache
+        shape = self._shape(grad_out)
+        grad_bias = channel_sum(grad_out)
+        grad_weight = channel_dot(grad_out, x_hat)
+        self._set_grad("weight", grad_weight)
+        self._set_grad("bias", grad_bias)
+        scale = self.params["weight"] * inv_std  # d out / d x per channel, ignoring statistics
         if not training:  # running statistics are constants: a plain per-channel scale
-            return grad_hat * inv_std.reshape(shape)
-        # Batch statistics depend on every sample, which adds the two mean-subtracted terms:
-        # dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)).
-        mean_grad = grad_hat.mean(axis=axes).reshape(shape)
-        mean_grad_xhat = np.mean(grad_hat * x_hat, axis=axes).reshape(shape)
-        return (grad_hat - mean_grad - x_hat * mean_grad_xhat) * inv_std.reshape(shape)
+            return grad_out * scale.reshape(shape)
+        # Batch statistics depend on every sample; with g' = g * weight the textbook form is
+        #   dx = inv_std * (g' - mean(g') - x_hat * mean(g' * x_hat)),
+        # and mean(g') = weight * grad_bias / n, mean(g' x_hat) = weight * grad_weight / n.
+        count = grad_out.size // self.num_features
+        grad_x = grad_out * scale.reshape(shape)
+        grad_x -= x_hat * (scale * grad_weight / count).reshape(shape)
+        grad_x -= (scale * grad_bias / count).reshape(shape)
+        return grad_x
+
+
+def _by_channel(a: np.ndarray) -> np.ndarray:
+    """(N, C, ...) -> (N, C, L) view for per-channel reductions."""
+    return a.reshape(a.shape[0], a.shape[1], -1)
+
+
+def channel_sum(a: np.ndarray) -> np.ndarray:
+    """Sum over every axis except the channel axis 1."""
+    return np.einsum("ncl->c", _by_channel(a))
+
+
+def channel_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-channel inner product sum(a * b) without materialising the product."""
+    return np.einsum("ncl,ncl->c", _by_channel(a), _by_channel(b))
 
 
 class BatchNorm1d(_BatchNorm):
