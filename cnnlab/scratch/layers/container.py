@@ -18,7 +18,7 @@ class Sequential(Layer):
     """
 
     def __init__(self, *layers: Layer) -> None:
-        super().__init__()
+        # No Layer.__init__: the children own every array; the dicts below are views of them.
         self.layers: list[Layer] = list(layers)
 
     def __len__(self) -> int:
@@ -79,30 +79,18 @@ class Sequential(Layer):
 
     @property
     def params(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        """All parameters under dotted names (the layers' own arrays, not copies)."""
         return self._named("params")
-
-    @params.setter
-    def params(self, value: dict[str, np.ndarray]) -> None:
-        if value:  # Layer.__init__ assigns an empty dict; the children own the real arrays
-            raise AttributeError("Sequential parameters live in its layers")
 
     @property
     def grads(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        """All gradients under the same dotted names as ``params``."""
         return self._named("grads")
-
-    @grads.setter
-    def grads(self, value: dict[str, np.ndarray]) -> None:
-        if value:
-            raise AttributeError("Sequential gradients live in its layers")
 
     @property
     def buffers(self) -> dict[str, np.ndarray]:  # type: ignore[override]
+        """All buffers (BatchNorm running statistics) under dotted names."""
         return self._named("buffers")
-
-    @buffers.setter
-    def buffers(self, value: dict[str, np.ndarray]) -> None:
-        if value:
-            raise AttributeError("Sequential buffers live in its layers")
 
     def parameters(self) -> list[Parameter]:
         return [p for layer in self.layers for p in layer.parameters()]

@@ -94,7 +94,7 @@ class Conv2d(Layer):
         """
         rows = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
         width = x.shape[3] + 2 * self.padding[1] if self.stride == (1, 1) else wo
-        return rows * ho * max(width, wo) * x.itemsize
+        return rows * ho * width * x.itemsize
 
     def _chunk(self, x: np.ndarray, ho: int, wo: int) -> int:
         """Samples per chunk so that one column matrix stays within the memory budget."""
@@ -160,7 +160,7 @@ class Conv2d(Layer):
             step, windows, buffer = n, None, None
         else:  # several chunks (or an eval-mode forward): rebuild the columns chunk by chunk
             step, windows = self._chunk(x, ho, wo), self._windows(x)
-            buffer = self._buffer(x, self._chunk(x, ho, wo), ho, wo)
+            buffer = self._buffer(x, step, ho, wo)
         for start in range(0, n, step):
             stop = min(start + step, n)
             cols = self._cols if windows is None else self._columns(windows, start, stop, buffer)
