@@ -16,7 +16,6 @@ numpy's default.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import platform
 import time
@@ -25,6 +24,7 @@ import numpy as np
 
 from cnnlab.scratch import SGD, Adam, ExponentialLR, StepLR, lenet
 from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, standardize
+from cnnlab.scratch.threads import blas_threads
 from cnnlab.scratch.train import evaluate, train_epoch
 
 
@@ -39,14 +39,6 @@ def random_shift(batch: np.ndarray, rng: np.random.Generator, max_shift: int = 2
     rows = (dy[:, None] + np.arange(h))[:, :, None]
     cols = (dx[:, None] + np.arange(w))[:, None, :]
     return padded[np.arange(n)[:, None, None], 0, rows, cols][:, None]
-
-
-def blas_threads(n: int):
-    """Limit BLAS threads when n > 0 (needs threadpoolctl), else leave numpy's default."""
-    if n <= 0:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
-    return threadpool_limits(n, user_api="blas")
 
 
 def main(argv: list[str] | None = None) -> dict:

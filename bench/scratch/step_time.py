@@ -29,6 +29,7 @@ import numpy as np
 from cnnlab.scratch import SGD, SoftmaxCrossEntropy, lenet
 from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, standardize
 from cnnlab.scratch.layers import conv
+from cnnlab.scratch.threads import blas_threads
 from cnnlab.scratch.train import predict, train_step
 
 HERE = Path(__file__).resolve().parent
@@ -161,8 +162,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.worker == "engine":
             out = worker_engine(x, y, args.batch, args.steps)
         elif args.worker == "engine1":
-            from threadpoolctl import threadpool_limits
-            with threadpool_limits(1, user_api="blas"):
+            with blas_threads(1):
                 out = worker_engine(x, y, args.batch, args.steps)
         elif args.worker == "loop":
             out = worker_engine(x, y, args.batch, args.steps, loop=True)

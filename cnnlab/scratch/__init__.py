@@ -27,6 +27,7 @@ from .losses import MultiClassHinge, SoftmaxCrossEntropy
 from .models import build, lenet
 from .optim import SGD, Adam
 from .schedule import ExponentialLR, StepLR
+from .threads import blas_threads
 
 __all__ = [
     "SGD",
@@ -51,6 +52,7 @@ __all__ = [
     "Softplus",
     "StepLR",
     "Tanh",
+    "blas_threads",
     "build",
     "lenet",
     "load_model",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import time
 
@@ -11,17 +10,8 @@ import pytest
 
 from cnnlab.scratch import Adam, lenet
 from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, read_idx, standardize
+from cnnlab.scratch.threads import blas_threads
 from cnnlab.scratch.train import evaluate, train_epoch
-
-
-def single_blas_thread():
-    """One BLAS thread: the matrices are small, and on a busy 2-core machine a second
-    OpenBLAS thread that gets descheduled can stall every call (seen: 100x slower epochs)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - optional helper
-        return contextlib.nullcontext()
-    return threadpool_limits(1, user_api="blas")
 
 
 def test_read_idx_roundtrip(tmp_path):
@@ -46,7 +36,7 @@ def test_lenet_learns_mnist_subset(mnist_dir):
     model = lenet(rng=rng)
     optimizer = Adam(model.parameters(), lr=4e-3)
     start = time.perf_counter()
-    with single_blas_thread():
+    with blas_threads(1):  # robust timing on a busy machine, see cnnlab.scratch.threads
         for _ in range(2):
             stats = train_epoch(model, optimizer, x_train, y_train, batch_size=32, rng=rng)
         accuracy = evaluate(model, x_test, y_test)
@@ -54,3 +44,18 @@ def test_lenet_learns_mnist_subset(mnist_dir):
     assert stats["loss"] < 0.5
     assert accuracy > 0.85, f"test accuracy {accuracy:.3f} after 2 epochs on 2,000 images"
     assert elapsed < 20
+
+
+def test_blas_threads_limits_and_restores():
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_counts():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info()
+                if p["user_api"] == "blas"]
+
+    before = blas_counts()
+    with blas_threads(1):
+        assert all(n == 1 for n in blas_counts())
+    assert blas_counts() == before
+    with blas_threads(None):
+        assert blas_counts() == before
