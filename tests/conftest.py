@@ -166,3 +166,38 @@ def cifar_arrays(per_class_train: int, per_class_test: int) -> dict[str, tuple[n
             out[split][1].append(CIFAR_CLASSES.index(cls))
             out[split][2].append(info.filename)
     return {k: (np.stack(x), np.asarray(y, np.int64), names) for k, (x, y, names) in out.items() if x}
+
+
+# ----------------------------------------------------------------------------- NumPy engine
+
+
+def relative_error(a, b) -> float:
+    """max|a - b| / max(max|a|, max|b|, 1e-8): robust when gradients are tiny."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    scale = max(np.abs(a).max(initial=0.0), np.abs(b).max(initial=0.0), 1e-8)
+    return float(np.abs(a - b).max(initial=0.0) / scale)
+
+
+@pytest.fixture
+def assert_close():
+    """Assert two arrays agree to a relative tolerance (1e-10 by default, for float64)."""
+
+    def check(actual, expected, rtol: float = 1e-10, what: str = "") -> None:
+        actual = actual.detach().numpy() if hasattr(actual, "detach") else actual
+        expected = expected.detach().numpy() if hasattr(expected, "detach") else expected
+        assert np.shape(actual) == np.shape(expected), what
+        err = relative_error(actual, expected)
+        assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
+
+    return check
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """The shared MNIST IDX folder (the real files)."""
+    return MNIST

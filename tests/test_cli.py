@@ -60,7 +60,7 @@ def test_train_leaves_a_complete_run_directory(mnist_run):
     assert s["versions"]["torch"] == torch.__version__
     best = next(r for r in rows if r["epoch"] == s["best_epoch"])
     assert s["val_acc"] == best["val_acc"] == max(r["val_acc"] for r in rows)
-    assert s["test_acc"] > 0.80  # 1,080 MNIST images, 2 epochs, a 2-stage CNN
+    assert s["test_acc"] > 0.75  # 1,080 MNIST images, 2 epochs, a 2-stage CNN
     assert s["best"]["train_error"]["value"] == pytest.approx(1 - max(r["train_acc"] for r in rows))
     for name in ("best.pt", "last.pt"):
         ckpt = torch.load(mnist_run / name, weights_only=True)
