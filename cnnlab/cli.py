@@ -18,6 +18,8 @@ data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets and look at th
 app.add_typer(data_app, name="data")
 model_app = typer.Typer(no_args_is_help=True, help="Look at models: layers, shapes, parameters, FLOPs.")
 app.add_typer(model_app, name="model")
+scratch_app = typer.Typer(no_args_is_help=True, help="The NumPy engine: check its gradients.")
+app.add_typer(scratch_app, name="scratch")
 
 out = Console(soft_wrap=True)
 
@@ -166,6 +168,16 @@ def data_fetch(
     print(f"cnnlab: {r.how}", file=sys.stderr)
     print("put these in the data: section of your config, or pass them as overrides:", file=sys.stderr)
     print(f"data.format={r.format} data.path={r.path}")
+
+
+@scratch_app.command("gradcheck")
+def scratch_gradcheck(seed: Annotated[int, typer.Option(help="seed of the random shapes and inputs")] = 0) -> None:
+    """Finite-difference check of every NumPy-engine layer and loss in float64; exit 1 above 1e-6."""
+    from cnnlab.scratch import gradcheck
+
+    code = gradcheck.main(["--seed", str(seed)])
+    if code:
+        raise typer.Exit(code)
 
 
 def _fmt(values: list[float]) -> str:

@@ -96,6 +96,7 @@ class Config(_Strict):
     name: str | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    engine: Literal["torch", "scratch"] = "torch"  # scratch: the NumPy engine (cnnlab.scratch)
     data: DataConfig
     augment: list[dict[str, Any]] = Field(default_factory=list)
     model: ModelConfig
@@ -125,8 +126,7 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a YAML config, apply KEY=VALUE overrides, validate everything, resolve defaults."""
     path = Path(path)
     raw = read_yaml(path)
-    for item in overrides:
-        apply_override(raw, item)
+    apply_overrides(raw, overrides)
     raw.setdefault("name", path.stem)
     try:
         return resolve(raw)
@@ -154,7 +154,50 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def apply_override(raw: dict[str, Any], item: str) -> None:
+# Open sections and the key that picks their registered function.
+SELECTORS = {"model": "name", "optim": "name", "schedule": "name", "loss": "name", "data": "format"}
+
+
+def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...]) -> None:
+    """Apply KEY=VALUE overrides in order.
+
+    An override that switches a section to another function (optim.name=adam over a file that
+    sets optim.momentum) drops the file's options the new function does not take, so switching
+    works from the command line and in studies; options given as overrides are always kept.
+    """
+    before = copy.deepcopy(raw)
+    given = [apply_override(raw, item) for item in items]
+    for section, selector in SELECTORS.items():
+        node = raw.get(section)
+        old = before.get(section)
+        if f"{section}.{selector}" not in given or not isinstance(node, dict) or not isinstance(old, dict):
+            continue
+        if node.get(selector) == old.get(selector):
+            continue
+        accepted = _accepted_options(section, node.get(selector))
+        if accepted is None:
+            continue  # an unknown name: validation will say so
+        for key in list(node):
+            if key not in accepted and f"{section}.{key}" not in given and key in old:
+                del node[key]
+
+
+def _accepted_options(section: str, name: Any) -> set[str] | None:
+    from cnnlab.data.formats import FORMATS
+    from cnnlab.models import MODELS
+    from cnnlab.train.losses import LOSSES
+    from cnnlab.train.optim import OPTIMIZERS
+    from cnnlab.train.schedule import SCHEDULES
+
+    registry = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "data": FORMATS}[section]
+    if name is None or str(name) not in registry:
+        return None
+    fixed = {"model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "loss": LossConfig,
+             "data": DataConfig}[section].model_fields
+    return set(fixed) | set(registry.get(str(name)).options())
+
+
+def apply_override(raw: dict[str, Any], item: str) -> str:
     """Set a dotted key from 'a.b.c=VALUE'; VALUE is parsed as YAML (numbers, lists, bools)."""
     if "=" not in item:
         raise ConfigError(f"override '{item}': expected KEY=VALUE, e.g. optim.lr=0.01")
@@ -175,6 +218,7 @@ def apply_override(raw: dict[str, Any], item: str) -> None:
             node[p] = {}
         node = node[p]
     node[parts[-1]] = value
+    return key
 
 
 def resolve(raw: dict[str, Any]) -> Config:

@@ -10,7 +10,7 @@ from cnnlab.data import build_data
 from cnnlab.data.augment import build_pipeline
 from cnnlab.data.loader import make_loader
 from cnnlab.errors import UserError
-from cnnlab.inference import load_run_model
+from cnnlab.inference import load_run_model, model_device
 from cnnlab.io import write_json
 from cnnlab.train.losses import build_loss
 from cnnlab.train.metrics import evaluate
@@ -22,7 +22,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     """Evaluate the checkpoint on a split (default: test, else val); write PNG + JSON beside it."""
     run_dir = Path(run_dir)
     cfg, info, model, ckpt = load_run_model(run_dir, which)
-    device = next(model.parameters()).device
+    device = model_device(model)
     bundle = build_data(cfg.data, cfg.seed, device)
     if bundle.classes != info["classes"]:
         raise UserError(f"{cfg.data.path}: the dataset's classes changed since this run was trained")

@@ -18,7 +18,7 @@ from cnnlab.data.sources import FileTree, is_image
 from cnnlab.data.stats import value_scale
 from cnnlab.data.types import Split
 from cnnlab.errors import DataError
-from cnnlab.inference import load_run_model
+from cnnlab.inference import load_run_model, model_device
 from cnnlab.io import write_text
 from cnnlab.train.tta import with_tta
 
@@ -53,7 +53,7 @@ def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best
     """Write `out` atomically; return its path and the number of rows."""
     cfg, info, model, _ = load_run_model(Path(run_dir), which)
     ids, x = read_inputs(Path(input_path), info)
-    device = next(model.parameters()).device
+    device = model_device(model)
     # The run's deterministic ops (resize, center_crop) apply here as they did in training.
     pipeline = build_pipeline(cfg.augment, tuple(x.shape[1:]), len(info["classes"]))
     loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],

@@ -106,3 +106,23 @@ def test_override_creates_nested_keys():
     apply_override(raw, "schedule.name=plateau")
     apply_override(raw, "schedule.patience=3")
     assert raw == {"schedule": {"name": "plateau", "patience": 3}}
+
+
+def test_switching_a_function_drops_the_file_options_it_does_not_take(tmp_path):
+    path = tmp_path / "sgd.yaml"
+    path.write_text(yaml.safe_dump({
+        "data": {"format": "idx", "path": "/data/mnist"},
+        "model": {"name": "cnn", "channels": [8, 16], "conv_dropout": 0.1},
+        "optim": {"name": "sgd", "lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4},
+    }))
+    cfg = load_config(path, ["optim.name=adam"])
+    d = cfg.to_dict()["optim"]
+    assert d["name"] == "adam" and "momentum" not in d and d["weight_decay"] == 5e-4 and d["lr"] == 0.1
+    # Options given on the command line are kept, and checked against the new function.
+    with pytest.raises(ConfigError, match="optim.momentum: unknown key for adam"):
+        load_config(path, ["optim.name=adam", "optim.momentum=0.5"])
+    assert "channels" not in load_config(path, ["model.name=lenet"]).to_dict()["model"]
+    # Without a switch, a key the function does not take is still an error.
+    with pytest.raises(ConfigError, match="model.conv_dropout: unknown key for lenet"):
+        path.write_text(path.read_text().replace("name: cnn", "name: lenet"))
+        load_config(path)

@@ -101,6 +101,13 @@ class Session:
     scaler: torch.amp.GradScaler | None
     penalty: L2Penalty | None = None
     early_stop: EarlyStopping | None = None
+    scratch: dict[str, Any] | None = None  # engine: scratch: net, engine_optimizer, engine_loss, dropout_rng
+
+    def param_count(self) -> int:
+        """Trainable parameters of the network this run trains."""
+        if self.scratch is not None:
+            return int(sum(p.data.size for p in self.scratch["net"].parameters()))
+        return count_parameters(self.model)
 
     def data_info(self) -> dict[str, Any]:
         """data.json: the bundle's description, with the model's input shape (after augment's always-ops)."""
@@ -108,11 +115,20 @@ class Session:
 
     def meta(self) -> dict[str, Any]:
         """Plain data stored in every checkpoint so it explains itself."""
-        return {"engine": "torch", "config": self.cfg.to_dict(), "data": self.data_info()}
+        return {"engine": self.cfg.engine, "config": self.cfg.to_dict(), "data": self.data_info()}
 
     def trainer(self, run_dir: Path, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
         t = self.cfg.train
         own = [self.early_stop] if self.early_stop is not None else []
+        if self.scratch is not None:
+            from cnnlab.train.scratch_engine import ScratchTrainer
+
+            return ScratchTrainer(
+                **self.scratch, optimizer=self.optimizer, schedule=self.schedule, loss_fn=self.loss_fn,
+                train_loader=self.train_loader, eval_loaders=self.eval_loaders,
+                num_classes=self.bundle.num_classes, epochs=t.epochs, run_dir=run_dir,
+                generator=self.generator, autocast=self.autocast, scaler=None, grad_clip=t.grad_clip,
+                grad_clip_value=t.grad_clip_value, reporter=reporter, meta=self.meta(), callbacks=own + list(callbacks))
         return Trainer(
             model=self.model, optimizer=self.optimizer, schedule=self.schedule, loss_fn=self.loss_fn,
             train_loader=self.train_loader, eval_loaders=self.eval_loaders,
@@ -134,7 +150,10 @@ def make_autocast(cfg: Config, device: torch.device) -> Callable[[], contextlib.
 def setup_torch(cfg: Config) -> torch.device:
     """Device, threads, seeds and determinism for this run."""
     device = resolve_device(cfg.device)
-    if cfg.train.threads:
+    if cfg.engine == "scratch":
+        # torch only prepares batches then; idle torch threads would spin and steal NumPy's cores.
+        torch.set_num_threads(1)
+    elif cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
     seed_everything(cfg.seed)
     if device.type == "cpu":
@@ -146,13 +165,17 @@ def setup_torch(cfg: Config) -> torch.device:
 
 def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     """Data, model, loaders, optimizer, schedule and loss for `cfg` (data may be passed in)."""
+    if cfg.engine == "scratch":
+        from cnnlab.train import scratch_engine
+
+        scratch_engine.check_config(cfg)
     device = setup_torch(cfg)
     bundle = bundle or build_data(cfg.data, cfg.seed, device)
     # Shapes through the augment ops are checked here, before any file is written.
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model.name, cfg.options("model", "name"), pipeline.input_shape, bundle.num_classes)
-    channels_last = cfg.train.channels_last != "off"
+    channels_last = cfg.train.channels_last != "off" and cfg.engine == "torch"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
     generator = torch.Generator(device=device)
@@ -164,7 +187,15 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
                     for name, split in bundle.splits().items() if name != "train"}
 
-    optimizer = _optimizer(cfg, model)
+    engine = None
+    if cfg.engine == "scratch":
+        dropout_rng = np.random.default_rng(cfg.seed)
+        net, _ = scratch_engine.convert(model, dropout_rng)
+        engine = {"net": net, "engine_optimizer": scratch_engine.make_optimizer(cfg, net),
+                  "engine_loss": scratch_engine.make_loss(cfg), "dropout_rng": dropout_rng}
+        optimizer = scratch_engine.stand_in_optimizer(cfg.optim.lr)
+    else:
+        optimizer = _optimizer(cfg, model)
     schedule = build_schedule(cfg.schedule, optimizer, cfg.train.epochs, len(train_loader))
     loss_fn = build_loss(cfg.loss, bundle.num_classes)
     penalty = build_penalty(cfg.loss, model)
@@ -178,7 +209,8 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.train.amp, device) == torch.float16 else None
     return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, pipeline, train_loader, eval_loaders,
                    generator, make_autocast(cfg, device), scaler, penalty,
-                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None)
+                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None,
+                   engine)
 
 
 def _optimizer(cfg: Config, model: nn.Module) -> torch.optim.Optimizer:
@@ -251,7 +283,10 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
         raise UserError(f"{cfg.data.path}: the dataset changed since {run_dir.name} started (classes or split sizes differ)")
     reporter = _reporter(session, quiet)
     trainer = session.trainer(run_dir, reporter, callbacks or [])
-    if (run_dir / "last.pt").is_file():
+    if cfg.engine == "scratch" and (run_dir / "last.npz").is_file():
+        trainer.restore_npz(run_dir / "last.npz")  # type: ignore[attr-defined]
+        reporter.message(f"resuming {run_dir.name} after epoch {trainer.state.epoch}/{cfg.train.epochs}")
+    elif cfg.engine == "torch" and (run_dir / "last.pt").is_file():
         trainer.restore(checkpoint.load(run_dir / "last.pt"))
         reporter.message(f"resuming {run_dir.name} after epoch {trainer.state.epoch}/{cfg.train.epochs}")
     return _fit(session, trainer, run_dir)
@@ -268,7 +303,8 @@ def _banner(s: Session, run_dir: Path) -> str:
         shape += " -> " + "x".join(map(str, s.pipeline.input_shape))
     where = "in memory" if s.bundle.in_memory else "read from files per batch"
     text = (f"run {run_dir}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}\n"
-            f"model {s.cfg.model.name}: {count_parameters(s.model):,} parameters; device {s.device}")
+            f"model {s.cfg.model.name}: {s.param_count():,} parameters; device {s.device}"
+            + ("; engine scratch (NumPy)" if s.scratch is not None else ""))
     t = s.cfg.train
     options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
                f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",
@@ -282,7 +318,13 @@ def _banner(s: Session, run_dir: Path) -> str:
 def _fit(session: Session, trainer: Trainer, run_dir: Path) -> RunResult:
     status, reason = "completed", None
     try:
-        trainer.fit()
+        if session.scratch is not None:
+            from cnnlab.scratch import blas_threads
+
+            with blas_threads(session.cfg.train.threads):
+                trainer.fit()
+        else:
+            trainer.fit()
     except StopTraining as e:
         status, reason = e.status, e.reason
     except DivergedError as e:
@@ -316,7 +358,8 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         "selected_by": "val_acc" if "val" in session.eval_loaders else "last epoch",
         "epochs": state.epoch,
         "epochs_planned": session.cfg.train.epochs,
-        "params": count_parameters(session.model),
+        "params": session.param_count(),
+        "engine": session.cfg.engine,
         "wall_seconds": round(state.elapsed, 3),
         "device": str(session.device),
         "device_name": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else None,

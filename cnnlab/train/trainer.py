@@ -168,6 +168,15 @@ class Trainer:
             "step_losses": torch.tensor(s.step_losses, dtype=torch.float32),
         }
 
+    def save_best(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """best.pt: the evaluated weights of the best epoch so far."""
+        checkpoint.save(self.run_dir / "best.pt",
+                        {**self.meta, "model": self.eval_weights(), "epoch": epoch, "metrics": metrics})
+
+    def save_last(self) -> None:
+        """last.pt: everything needed to resume after this epoch."""
+        checkpoint.save(self.run_dir / "last.pt", self._full_state())
+
     # ------------------------------------------------------------------ loop
 
     def fit(self) -> TrainState:
@@ -274,9 +283,8 @@ class Trainer:
         value = metrics[self.select] if self.select else float(epoch)
         if s.best_value is None or value > s.best_value:
             s.best_value, s.best_epoch = value, epoch
-            checkpoint.save(self.run_dir / "best.pt",
-                            {**self.meta, "model": self.eval_weights(), "epoch": epoch, "metrics": metrics})
-        checkpoint.save(self.run_dir / "last.pt", self._full_state())
+            self.save_best(epoch, metrics)
+        self.save_last()
         write_jsonl(self.run_dir / "metrics.jsonl", s.history)
         plot_curves(s.history, s.step_losses, len(self.train_loader), self.run_dir / "curves.png",
                     title=self.run_dir.name)
