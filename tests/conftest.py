@@ -7,6 +7,7 @@ import gzip
 import io
 import os
 import struct
+import sys
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests use bench/standins.py
 SHARED = Path(os.environ.get("CNNLAB_SHARED", ROOT.parent / "shared")) / "datasets"
 MNIST = SHARED / "mnist"
 CIFAR_ZIP = SHARED / "cifar10" / "cifar10-jpeg.zip"

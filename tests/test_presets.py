@@ -1,0 +1,62 @@
+"""Every preset in configs/ runs end to end on its workload's data layout, with only data.path changed.
+
+The data are real images in each workload's layout (bench/standins.py), sliced small; a few
+overrides (limit_train, epochs, batch size) keep each run to seconds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from bench import standins
+from cnnlab.config import load_config
+from cnnlab.train import runner
+
+QUICK = ["data.limit_train=160", "train.epochs=1", "train.batch_size=32", "train.eval_batch_size=64"]
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    base = tmp_path_factory.mktemp("standins")
+    return {
+        "mat": standins.mnist_original_mat(base / "mnist-original.mat"),  # full size: test_from=60000
+        "kaggle": standins.kaggle_npy_csv(base / "kaggle", n_train=600, n_test=50),
+        "faces": standins.faces_folder(base / "faces", train_per_class=16, dev_per_class=4, test_per_class=4),
+        "tiny": standins.tiny_imagenet_folder(base / "tiny-imagenet-200", train_per_class=16, val_per_class=4,
+                                              test_images=10),
+    }
+
+
+def test_every_preset_is_covered():
+    presets = {p.name for p in (ROOT / "configs").glob("*.yaml")}
+    assert presets == set(CASES) | {"fashion_mnist_cnn.yaml"}  # the main job is tested in test_cli / make train
+
+
+CASES = {
+    "faces_alexnet.yaml": ("faces", []),
+    "fashion_mnist_npy_resnet.yaml": ("kaggle", []),
+    "tiny_imagenet_cnn.yaml": ("tiny", ["data.limit_train=40"]),  # wide 64 px nets: a GPU workload
+    "tiny_imagenet_resnet.yaml": ("tiny", ["data.limit_train=40"]),
+    "mnist_lenet.yaml": ("mat", []),
+    "cifar10_small_vgg.yaml": ("cifar", ["data.format=image_folder"]),
+    "cifar10_vgg.yaml": ("cifar", ["data.format=image_folder"]),
+    "cifar10_resnet.yaml": ("cifar", ["data.format=image_folder"]),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(CASES))
+def test_preset_runs_end_to_end(preset, standin, cifar_zip_small, tmp_path):
+    key, extra = CASES[preset]
+    path = cifar_zip_small if key == "cifar" else standin[key]
+    cfg = load_config(ROOT / "configs" / preset,
+                      [f"data.path={path}", f"train.out_dir={tmp_path}", *QUICK, *extra])
+    result = runner.train(cfg, quiet=True)
+    s = result.summary
+    assert s["status"] == "completed" and s["epochs"] == 1
+    rows = [json.loads(x) for x in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert 0 <= rows[0]["val_acc"] <= 1 and rows[0]["train_loss"] > 0
+    assert Path(result.run_dir / "best.pt").is_file()
