@@ -60,8 +60,9 @@ def main() -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     for t in timeline:
-        print(f"epoch {t['epoch']:>2}  {t['train_seconds_so_far']:>7.1f}s  val {t['val_acc'] * 100:.2f}%  test {t['test_acc'] * 100:.2f}%")
-    print(f"whole command {wall:.1f}s; test accuracy {summary['test_acc'] * 100:.2f}% (epoch {summary['best_epoch']}, chosen by val)")
+        val = f"val {t['val_acc'] * 100:.2f}%  " if t["val_acc"] is not None else ""
+        print(f"epoch {t['epoch']:>2}  {t['train_seconds_so_far']:>7.1f}s  {val}test {t['test_acc'] * 100:.2f}%")
+    print(f"whole command {wall:.1f}s; test accuracy {summary['test_acc'] * 100:.2f}% (epoch {summary['best_epoch']}, selected by {summary['selected_by']})")
     return 0
 
 

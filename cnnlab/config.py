@@ -81,7 +81,7 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(1024, gt=0)
     out_dir: str = "runs"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: Literal["auto", "on", "off"] = "auto"
+    channels_last: Literal["auto"] | bool = "auto"  # auto: on (NHWC convolutions are faster on CPU and GPU)
     grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm
     grad_clip_value: float | None = Field(None, gt=0.0)  # clamp every gradient element to +-value
     ema: float | None = Field(None, gt=0.0, lt=1.0)  # EMA decay of the weights; evaluation uses them

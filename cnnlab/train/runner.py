@@ -175,7 +175,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model.name, cfg.options("model", "name"), pipeline.input_shape, bundle.num_classes)
-    channels_last = cfg.train.channels_last != "off" and cfg.engine == "torch"
+    channels_last = cfg.train.channels_last is not False and cfg.engine == "torch"
     model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
 
     generator = torch.Generator(device=device)
