@@ -11,6 +11,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from cnnlab.config import Config
@@ -79,6 +80,7 @@ def run_unit(cfg: Config, run_dir: Path, callbacks: list[Callback]) -> dict[str,
     if status is not None:
         row["status"], row["reason"] = status, reason
     row["reused"] = state == "finished"
+    row["threads"] = torch.get_num_threads()
     return row
 
 

@@ -36,10 +36,12 @@ class Opened:
 
 
 def open_study(path: Path, overrides: list[str], storage: str | None, create: bool = True,
-               worker_index: int = 0) -> Opened:
+               worker_index: int = 0, check_data: bool = False) -> Opened:
     """Parse and plan the study (every config checked), then open or create its storage."""
     study = load_study(path, overrides)
     plan = build_plan(study)
+    if check_data:
+        check_metric_data(plan)
     folder = study.folder
     backend = make_storage(storage, folder, create=create)
     if backend is None:
@@ -102,10 +104,9 @@ def default_threads(workers: int) -> int:
 def run_study(path: Path, overrides: list[str], workers: int | None, storage: str | None,
               say: Callable[[str], None] = print) -> tuple[Opened, Snapshot]:
     """Run (or finish) a study; returns it with the final snapshot of its results."""
-    opened = open_study(path, overrides, storage)
+    opened = open_study(path, overrides, storage, check_data=True)
     plan, store, folder = opened.plan, opened.store, opened.folder
     assert store is not None
-    check_metric_data(plan)
     n = workers or plan.study.spec.workers
     write_json(folder / "study.json", describe(opened, n))
     writer = Writer(plan, store, folder)

@@ -197,7 +197,7 @@ def enumerate_variants(study: Study) -> list[Variant]:
         out = [Variant("base", {}, axis=None, is_base=True)]
         for axis in study.axes:
             for lv in axis.levels:
-                label = f"{axis.name}={lv.label}"
+                label = lv.label if lv.auto else f"{axis.name}={lv.label}"
                 out.append(Variant(label, dict(lv.overrides), {axis.name: lv.label}, axis=axis.name))
         return out
     if study.mode == "grid":
@@ -210,7 +210,7 @@ def enumerate_variants(study: Study) -> list[Variant]:
                     raise ConfigError(f"{study.path}: axes.{axis.name}: sets {', '.join(sorted(clash))}, "
                                       "which another axis also sets; a grid needs each key on one axis")
                 overrides.update(lv.overrides)
-            label = ", ".join(f"{a.name}={lv.label}" for a, lv in zip(study.axes, combo))
+            label = ", ".join(lv.label if lv.auto else f"{a.name}={lv.label}" for a, lv in zip(study.axes, combo))
             out.append(Variant(label, overrides, {a.name: lv.label for a, lv in zip(study.axes, combo)}))
         return out
     return []

@@ -127,7 +127,7 @@ def result_columns(plan: Plan, rows: list[dict[str, Any]]) -> list[str]:
                     metrics.append(name)
                     if prefix == "best_":
                         metrics.append(f"{name}_epoch")
-    tail = ["epochs", "best_epoch", "params", "wall_seconds", "run", "key", "trial", "host"]
+    tail = ["epochs", "best_epoch", "params", "wall_seconds", "threads", "run", "key", "trial", "host"]
     return lead + metrics + tail
 
 

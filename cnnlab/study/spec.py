@@ -79,6 +79,7 @@ class Level:
     label: str
     overrides: dict[str, Any]
     value: Any = None  # the plain value for a one-key axis (plots use it), else None
+    auto: bool = False  # the label lists the keys it sets ("optim.name=sgd, optim.momentum=0.9")
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     from cnnlab.config import apply_override, set_key
 
     path = Path(path)
-    raw = read_yaml(path)
-    try:
-        spec = StudySpec.model_validate(raw)
-    except pydantic.ValidationError as e:
-        raise ConfigError(f"{path}: {format_validation_error(e, '', list(StudySpec.model_fields))}") from None
+    spec = read_spec(path)
     where = f"{path}"
     base_raw = _base(spec, path)
     for key, value in spec.overrides.items():
@@ -180,6 +177,15 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
         raise ConfigError(f"{where}: metric: searching on '{spec.metric}' tunes on the test set; use a val_ metric")
     direction = spec.direction if spec.direction != "auto" else default_direction(spec.metric)
     return Study(path, spec, name, base_raw, axes, params, direction, list(dict.fromkeys(metrics)))
+
+
+def read_spec(path: Path) -> StudySpec:
+    """The study file checked against the schema (the base config is not read here)."""
+    raw = read_yaml(path)
+    try:
+        return StudySpec.model_validate(raw)
+    except pydantic.ValidationError as e:
+        raise ConfigError(f"{path}: {format_validation_error(e, '', list(StudySpec.model_fields))}") from None
 
 
 def default_direction(metric: str) -> Literal["maximize", "minimize"]:
@@ -230,7 +236,7 @@ def _level(axis: str, label: str | None, value: Any, where: str) -> Level:
             raise ConfigError(f"{where}: an empty mapping sets nothing; give dotted keys and values")
         overrides = {_check_key(k, where): v for k, v in value.items()}
         auto = ", ".join(f"{k}={fmt_value(v)}" for k, v in overrides.items())
-        return Level(label if label is not None else auto, overrides)
+        return Level(label if label is not None else auto, overrides, auto=label is None)
     _check_key(axis, f"{where} (an axis of plain values must be named by a dotted config key)")
     return Level(label if label is not None else fmt_value(value), {axis: value}, value)
 

@@ -150,8 +150,11 @@ class Worker:
             for i, unit in enumerate(claim.units):
                 cfg = self.plan.run_config(unit.variant.overrides, unit.seed, unit.fold, unit.run_name)
                 callbacks = [self._pruning(claim.trial, i, cfg.train.epochs)] if claim.trial is not None else []
-                row = run_unit(cfg, self.folder / "runs" / unit.run_name, callbacks)
-                row.update(key=unit.key, seed=unit.seed, fold=unit.fold, run=unit.run_name)
+                run_dir = self.folder / "runs" / unit.run_name
+                row = run_unit(cfg, run_dir, callbacks)
+                # A run that failed while being built (bad model for this input) has no folder.
+                row.update(key=unit.key, seed=unit.seed, fold=unit.fold,
+                           run=f"runs/{unit.run_name}" if run_dir.is_dir() else "")
                 rows.append(row)
                 self.say(self._line(unit, row))
                 if row["status"] != "completed":
