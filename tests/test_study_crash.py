@@ -24,7 +24,6 @@ pytestmark = pytest.mark.slow
 
 SPEC = {
     "mode": "ablation",
-    "seeds": [0, 1, 2],
     "axes": {
         "model.dropout": [0.5],
         "optimizer": {"adam": {"optim.name": "adam", "optim.lr": 0.01}},
@@ -33,12 +32,13 @@ SPEC = {
 }
 
 
-def make_study(folder: Path, mnist: Path) -> Path:
+def make_study(folder: Path, mnist: Path, seeds: tuple[int, ...] = (0, 1, 2)) -> Path:
     folder.mkdir(parents=True)
     write_config(folder / "base.yaml", {"format": "idx", "path": str(mnist), "limit_train": 240, "val_fraction": 0.25},
                  model={"name": "cnn", "channels": [4], "norm": "batch"}, train={"epochs": 1, "batch_size": 60})
     path = folder / "crash.yaml"
-    path.write_text(yaml.safe_dump({"base": "base.yaml", "out_dir": str(folder / "studies"), **SPEC}, sort_keys=False))
+    spec = {"base": "base.yaml", "out_dir": str(folder / "studies"), **SPEC, "seeds": list(seeds)}
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
 
 
@@ -117,3 +117,35 @@ def test_kill9_ten_times_then_finish_equals_an_uninterrupted_study(tmp_path, mni
     assert not [t for t in trials if t.state in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING)]
     lost = [t for t in trials if "lost" in t.user_attrs]
     print(f"{len(trials)} trials, {len(lost)} taken back from killed workers, {killed_mid_run} kills mid-study")
+
+
+def test_ctrl_c_hands_runs_back_and_the_rerun_finishes(tmp_path, mnist_small):
+    from cnnlab.cli import STUDY_INTERRUPTED
+    from cnnlab.study.plan import build_plan
+    from cnnlab.study.spec import load_study
+
+    path = make_study(tmp_path / "ctrl-c", mnist_small, seeds=(0,))
+    proc, lines = start(path, workers=2)
+    deadline = time.monotonic() + 120
+    while not any(" seed " in line for line in lines) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "".join(lines)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal does on Ctrl-C: the whole foreground group
+    assert proc.wait(timeout=60) == 130
+    time.sleep(0.2)  # the reader thread drains the pipe
+    text = "".join(lines)
+    assert text.count(STUDY_INTERRUPTED) == 1 and "Traceback" not in text
+    assert not group_alive(proc.pid)
+
+    journal = path.parent / "studies" / "crash" / "optuna-journal.log"
+    from optuna.storages.journal import JournalFileBackend
+
+    storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
+    trials = optuna.load_study(study_name="crash", storage=storage).get_trials(deepcopy=False)
+    assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]  # all handed back
+    assert all(t.user_attrs["lost"] == "interrupted by the user (Ctrl-C)" for t in trials if "lost" in t.user_attrs)
+
+    proc, lines = start(path, workers=1)
+    assert proc.wait(timeout=300) == 0, "".join(lines)
+    keys = sorted(u.key for u in build_plan(load_study(path)).units)
+    assert [k for k, _, _ in runs(path)] == keys

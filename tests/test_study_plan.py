@@ -167,3 +167,12 @@ def test_example_studies_resolve_against_their_presets(name):
     folded = sum(1 for v in plan.variants[0].levels) if mode == "ablation" else 0
     assert len(plan.variants) == variants - folded
     assert len(plan.units) == (variants - folded) * seeds
+
+
+def test_storage_urls():
+    from cnnlab.study.store import database_url, storage_label
+
+    assert "secret" not in storage_label("postgresql://ann:secret@db.lab:5432/studies", Path("x"))
+    assert storage_label(None, Path("studies/s")) == "studies/s/optuna-journal.log"
+    assert database_url("postgresql://ann@db/studies").startswith(("postgresql+psycopg2://", "postgresql+psycopg://"))
+    assert database_url("mysql://ann@db/studies") == "mysql://ann@db/studies"

@@ -219,3 +219,38 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path, base, capsys):
     code, out, _ = run(capsys, "study", write_study(tmp_path, file="fresh", mode="grid", axes={"model.dropout": [0.1]}), "--status")
     assert code == 0 and "not started (1 to run)" in out
     assert not (tmp_path / "studies").exists()
+
+
+def test_a_run_cut_short_is_resumed_and_a_finished_one_reused(tmp_path, base):
+    """What a rerun finds in a run folder: last.pt of a killed run (resume), a finished run (reuse)."""
+    from cnnlab.config import load_config
+    from cnnlab.study.execute import previous, run_unit
+
+    cfg = load_config(base, ["train.epochs=2"])
+    whole = run_unit(cfg, tmp_path / "whole", [])
+
+    def stop_after_first_epoch(epoch: int, metrics: dict) -> None:
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        run_unit(cfg, cut, [stop_after_first_epoch])
+    (cut / "summary.json").unlink()  # as after kill -9: checkpoints and metrics, no summary
+    assert previous(cut, cfg) == "resumable"
+    resumed = run_unit(cfg, cut, [])
+    assert resumed["status"] == "completed" and not resumed["reused"] and resumed["epochs"] == 2
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2]
+    # Resuming from last.pt on CPU continues exactly where the uninterrupted run went.
+    for key in ("val_acc", "final_val_loss", "final_train_loss", "test_acc"):
+        assert resumed[key] == whole[key]
+
+    stamp = (cut / "summary.json").stat().st_mtime_ns
+    again = run_unit(cfg, cut, [])
+    assert again["reused"] and again["val_acc"] == resumed["val_acc"]
+    assert (cut / "summary.json").stat().st_mtime_ns == stamp
+    # A folder left by a different config is not mixed in: it is replaced.
+    other = load_config(base, ["train.epochs=2", "optim.lr=0.02"])
+    assert previous(cut, other) == "none"
+    replaced = run_unit(other, cut, [])
+    assert not replaced["reused"] and yaml.safe_load((cut / "config.yaml").read_text())["optim"]["lr"] == 0.02

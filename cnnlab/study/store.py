@@ -57,6 +57,20 @@ def storage_label(url: str | None, folder: Path) -> str:
         return url.split("@")[-1]
 
 
+def database_url(url: str) -> str:
+    """Pick an installed PostgreSQL driver for a plain postgresql:// URL.
+
+    SQLAlchemy 2.1 maps postgresql:// to psycopg 3; cnnlab depends on psycopg2-binary, so
+    a bare URL uses whichever of the two is installed (psycopg 3 first)."""
+    import importlib.util
+
+    scheme, sep, rest = url.partition("://")
+    if scheme in ("postgresql", "postgres") and sep:
+        driver = "psycopg" if importlib.util.find_spec("psycopg") else "psycopg2"
+        return f"postgresql+{driver}://{rest}"
+    return url
+
+
 def make_storage(url: str | None, folder: Path, create: bool = True) -> optuna.storages.BaseStorage | None:
     """A JournalStorage on folder/optuna-journal.log, or an RDBStorage for a database URL."""
     if url is None or "://" not in url:
@@ -69,6 +83,7 @@ def make_storage(url: str | None, folder: Path, create: bool = True) -> optuna.s
         # A writer killed while holding the lock only blocks the others for grace_period seconds.
         backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10))
         return optuna.storages.JournalStorage(backend)
+    url = database_url(url)
     last: Exception | None = None
     for attempt in range(5):  # workers starting together may race to create the tables
         try:
