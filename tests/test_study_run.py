@@ -133,6 +133,9 @@ def test_ablation_table_statistics_reruns_and_added_seeds(tmp_path, base, capsys
     assert len(again) == 15 and len({r["key"] for r in again}) == 15
     assert {r["run"]: (folder / r["run"] / "summary.json").stat().st_mtime_ns for r in rows if r["run"]} == stamps
     assert next(r for r in read_csv(folder / "table.csv") if r["variant"] == "base")["n"] == "3"
+    # A different base under the same study name would mix incomparable runs: refused.
+    code, _, err = run(capsys, "study", path, "train.epochs=2")
+    assert code == 2 and "changed since study 'abl' started" in err and err.count("\n") == 1
 
 
 def test_grid_with_cross_validation(tmp_path, base, capsys):
@@ -254,3 +257,24 @@ def test_a_run_cut_short_is_resumed_and_a_finished_one_reused(tmp_path, base):
     assert previous(cut, other) == "none"
     replaced = run_unit(other, cut, [])
     assert not replaced["reused"] and yaml.safe_load((cut / "config.yaml").read_text())["optim"]["lr"] == 0.02
+
+
+def test_search_trial_runs_every_seed_and_scores_their_mean(tmp_path, base, capsys):
+    path = write_study(tmp_path, file="seeds", mode="search", seeds=[0, 1],
+                       search={"n_trials": 2, "sampler": "random", "pruner": "none",
+                               "params": {"optim.lr": {"low": 0.02, "high": 0.1, "log": True}}})
+    code, _, err = run(capsys, "study", path)
+    assert code == 0, err
+    folder = tmp_path / "studies" / "seeds"
+    rows = read_csv(folder / "results.csv")
+    assert sorted((r["trial"], r["seed"]) for r in rows) == [("0", "0"), ("0", "1"), ("1", "0"), ("1", "1")]
+    for t in journal_trials(folder, "seeds"):
+        mine = [r for r in rows if r["trial"] == str(t.number)]
+        assert {r["optim.lr"] for r in mine} == {repr(t.params["optim.lr"])}
+        assert t.value == pytest.approx(np.mean([float(r["val_acc"]) for r in mine]))
+        # Epoch e of seed i is reported at step i * epochs + e, so trials compare seed by seed.
+        assert sorted(t.intermediate_values) == [1, 2]
+    table = {r["variant"]: r for r in read_csv(folder / "table.csv")}
+    assert {r["n"] for r in table.values()} == {"2"}
+    assert next(r for r in table.values() if r["reference"] == "True")["val_acc_test"] == ""
+    assert {r["val_acc_test"] for r in table.values() if r["reference"] == "False"} == {"paired"}

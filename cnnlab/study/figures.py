@@ -62,7 +62,7 @@ def _bars(ax: Any, labels: list[str], values: list[list[float]], metric: str, hi
     x = np.arange(len(labels))
     ax.bar(x, means, yerr=errs, capsize=4, color=colors, alpha=0.85)
     for i, s in enumerate(stats):
-        ax.annotate(f"n={s.n}", (x[i], means[i]), textcoords="offset points", xytext=(0, 3),
+        ax.annotate(f"n={s.n}", (x[i], means[i] + errs[i]), textcoords="offset points", xytext=(0, 3),
                     ha="center", fontsize=8)
     ax.set_xticks(x, labels, rotation=30 if max(map(len, labels), default=0) > 6 else 0, ha="right")
     finite = [m for m, s in zip(means, stats) if s.mean is not None]
@@ -156,6 +156,7 @@ def curves(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path) -
     ax.set_title(f"{plan.study.name}: {metric} per epoch, mean ± std over seeds/folds"
                  + (f" (best {len(shown)} of {len(table.rows)} variants)" if more > 0 else ""), fontsize=10)
     ax.set_xlabel("epoch")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(_metric_label(metric))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
@@ -235,18 +236,7 @@ def grid_scatter3d(plan: Plan, rows: list[dict[str, Any]], folder: Path, top: in
     axes = plan.study.axes[:3]
     metric = plan.study.spec.metric
     k = scale(metric)[0]
-    better = min if lower_is_better(metric) else max
-    ok = _completed(rows)
-    cells: dict[tuple[str, ...], float] = {}
-    by_variant: dict[str, list[float]] = {}
-    for r in ok:
-        if r.get(metric) is not None:
-            by_variant.setdefault(r["variant"], []).append(r[metric])
-    for v in plan.variants:
-        if v.label in by_variant:
-            cell = tuple(v.levels[a.name] for a in axes)
-            mean = float(np.mean(by_variant[v.label]))
-            cells[cell] = better(cells.get(cell, mean), mean)
+    cells = winning_cells(plan, rows, 3)
     coords = [_coords(a) for a in axes]
     pos = [{lv.label: c for lv, c in zip(a.levels, coords[i][0])} for i, a in enumerate(axes)]
     fig = plt.figure(figsize=(8, 6.5))
@@ -274,6 +264,23 @@ def grid_scatter3d(plan: Plan, rows: list[dict[str, Any]], folder: Path, top: in
     path = folder / "scatter3d.png"
     save_figure(fig, path, dpi=110)
     return path
+
+
+def winning_cells(plan: Plan, rows: list[dict[str, Any]], n_axes: int) -> dict[tuple[str, ...], float]:
+    """Mean metric of each cell of the first n_axes axes: the best variant over the other axes."""
+    metric = plan.study.spec.metric
+    better = min if lower_is_better(metric) else max
+    by_variant: dict[str, list[float]] = {}
+    for r in _completed(rows):
+        if r.get(metric) is not None:
+            by_variant.setdefault(r["variant"], []).append(r[metric])
+    cells: dict[tuple[str, ...], float] = {}
+    for v in plan.variants:
+        if v.label in by_variant:
+            cell = tuple(v.levels[a.name] for a in plan.study.axes[:n_axes])
+            mean = float(np.mean(by_variant[v.label]))
+            cells[cell] = better(cells.get(cell, mean), mean)
+    return cells
 
 
 def optuna_figures(study: Any, folder: Path) -> list[Path]:
