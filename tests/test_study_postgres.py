@@ -88,7 +88,7 @@ def results(cwd: Path) -> list[dict[str, str]]:
     return list(csv.DictReader((cwd / "studies" / "shared" / "results.csv").open()))
 
 
-def test_two_machines_share_a_postgres_study_and_survive_a_kill(tmp_path, mnist_small, postgres_url):
+def test_two_machines_share_a_postgres_study_and_survive_a_kill(tmp_path, mnist_small, postgres_url, capsys):
     base = write_config(tmp_path / "base.yaml",
                         {"format": "idx", "path": str(mnist_small), "limit_train": 240, "val_fraction": 0.25},
                         model={"name": "cnn", "channels": [4], "norm": "batch"}, train={"epochs": 1, "batch_size": 60})
@@ -131,6 +131,8 @@ def test_two_machines_share_a_postgres_study_and_survive_a_kill(tmp_path, mnist_
     print(f"{len(trials)} trials; taken back from machine B: {[t.user_attrs['lost'] for t in lost]}")
 
     # --status from a third machine reads the same study without running anything.
-    out = subprocess.run([sys.executable, "-m", "cnnlab", "study", str(study), "--storage", postgres_url, "--status"],
-                         cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
-    assert out.returncode == 0 and "6 done, 0 running, 0 failed, 0 left (of 6)" in out.stdout
+    from cnnlab.cli import main
+
+    assert main(["study", str(study), "--storage", postgres_url, "--status"]) == 0
+    out = capsys.readouterr().out
+    assert "6 done, 0 running, 0 failed, 0 left (of 6)" in out and "| model.dropout=0.5 |" in out

@@ -141,7 +141,8 @@ class Store:
                 "new name, or delete its folder (and its --storage entry) to start over")
 
     def trials(self) -> list[FrozenTrial]:
-        return self.storage.get_all_trials(self.study_id, deepcopy=False)
+        """All trials now (through Optuna's cache of finished trials for a database)."""
+        return self.study.get_trials(deepcopy=False)
 
     # ------------------------------------------------------------------ queue
 
