@@ -176,3 +176,10 @@ def test_storage_urls():
     assert storage_label(None, Path("studies/s")) == "studies/s/optuna-journal.log"
     assert database_url("postgresql://ann@db/studies").startswith(("postgresql+psycopg2://", "postgresql+psycopg://"))
     assert database_url("mysql://ann@db/studies") == "mysql://ann@db/studies"
+
+
+@pytest.mark.parametrize("value", [0.1, 1e-38, 1e-4, 3, True, None, "sgd", "1e-3", "a b", "", [8, 16], {"a": [1, 2.5]}, 1.0e+38])
+def test_values_pass_through_override_text_unchanged(value):
+    from cnnlab.study.plan import yaml_value
+
+    assert yaml.safe_load(yaml_value(value)) == value and type(yaml.safe_load(yaml_value(value))) is type(value)

@@ -23,7 +23,7 @@ from cnnlab.train.trainer import Callback
 SPLITS = ("train", "val", "test")
 KINDS = ("loss", "acc", "top5")
 HISTORY_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
-FINISHED = ("completed", "pruned", "diverged", "failed")
+FINISHED = ("completed", "early_stopped", "pruned", "diverged", "failed")
 
 
 def _same_config(run_dir: Path, cfg: Config) -> bool:
@@ -49,7 +49,8 @@ def previous(run_dir: Path, cfg: Config) -> str:
     summary = _read_summary(run_dir)
     if summary is not None and summary.get("status") in FINISHED:
         return "finished"
-    if (run_dir / "last.pt").is_file() and (run_dir / "data.json").is_file():
+    last = (run_dir / "last.pt").is_file() or (run_dir / "last.npz").is_file()  # torch or NumPy engine
+    if last and (run_dir / "data.json").is_file():
         return "resumable"
     return "none"
 

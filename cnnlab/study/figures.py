@@ -16,7 +16,7 @@ from cnnlab.io import save_figure
 from cnnlab.study.plan import Plan
 from cnnlab.study.spec import Axis
 from cnnlab.study.stats import summarize
-from cnnlab.study.table import Table, lower_is_better, scale
+from cnnlab.study.table import OK, Table, lower_is_better, scale
 from cnnlab.study.worker import epoch_metric
 
 MAX_CURVES = 10
@@ -50,7 +50,7 @@ def _metric_label(metric: str) -> str:
 
 
 def _completed(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [r for r in rows if r["status"] == "completed"]
+    return [r for r in rows if r["status"] in OK]
 
 
 def _bars(ax: Any, labels: list[str], values: list[list[float]], metric: str, highlight: int | None) -> None:
@@ -139,7 +139,7 @@ def curves(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path) -
     fig, ax = plt.subplots(figsize=(8, 5))
     drawn = 0
     for label in shown:
-        hists = [r.get("history") or [] for r in rows if r["variant"] == label and r["status"] == "completed"]
+        hists = [r.get("history") or [] for r in rows if r["variant"] == label and r["status"] in OK]
         epochs = sorted({h["epoch"] for hist in hists for h in hist if metric in h})
         if not epochs:
             continue

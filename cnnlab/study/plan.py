@@ -14,7 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.config import Config, registered_sections, resolve, section_fields, set_key
+import yaml
+
+from cnnlab.config import Config, apply_overrides, resolve
 from cnnlab.errors import ConfigError
 from cnnlab.study.spec import Study
 
@@ -113,37 +115,24 @@ class Plan:
 
 def run_raw(base_raw: dict[str, Any], overrides: dict[str, Any], seed: int, fold: int | None,
             n_folds: int, name: str) -> dict[str, Any]:
-    """The raw config of one run: the base, the variant's keys, its seed and fold, its name."""
+    """The raw config of one run: the base, the variant's keys, its seed and fold, its name.
+
+    The keys go through the same path as command-line overrides, so a variant that switches
+    a function (optim.name: adam) drops the base's options the new one does not take."""
     raw = copy.deepcopy(base_raw)
-    for key, value in overrides.items():
-        set_key(raw, key, copy.deepcopy(value))
-    drop_foreign_options(raw, overrides)
+    items = [f"{k}={yaml_value(v)}" for k, v in overrides.items()]
+    if fold is not None:
+        items += [f"data.folds={n_folds}", f"data.fold={fold}"]
+    apply_overrides(raw, items)
     raw["seed"] = seed
     raw["name"] = name
-    if fold is not None:
-        set_key(raw, "data.folds", n_folds)
-        set_key(raw, "data.fold", fold)
     return raw
 
 
-def drop_foreign_options(raw: dict[str, Any], overrides: dict[str, Any]) -> list[str]:
-    """When a variant switches a registered choice (optim.name: adam), drop the base's options the
-    new choice does not take (optim.momentum of SGD); returns the dotted keys dropped."""
-    dropped = []
-    for section, selector, registry in registered_sections():
-        node = raw.get(section)
-        if f"{section}.{selector}" not in overrides or not isinstance(node, dict):
-            continue
-        name = node.get(selector)
-        if not isinstance(name, str) or name not in registry:
-            continue  # an unknown name: validation reports it with its "did you mean"
-        allowed = set(registry.get(name).options()) | set(section_fields(section))
-        explicit = {k.split(".")[1] for k in overrides if k.startswith(section + ".")}
-        for k in list(node):
-            if k not in allowed and k not in explicit:
-                del node[k]
-                dropped.append(f"{section}.{k}")
-    return dropped
+def yaml_value(value: Any) -> str:
+    """A value as YAML text that reads back as the same value (an override's right-hand side)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text[: -len("\n...")].rstrip() if text.endswith("\n...") else text
 
 
 def comparable(cfg: Config) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from cnnlab.study.lease import stale_reason
 from cnnlab.study.plan import Plan, Variant, get_key, search_variant
 from cnnlab.study.spec import fmt_value
 from cnnlab.study.store import Progress, Store, key_of, winners
-from cnnlab.study.table import Table, VariantInfo, build_table, to_csv, to_latex, to_markdown
+from cnnlab.study.table import OK, Table, VariantInfo, build_table, to_csv, to_latex, to_markdown
 
 FAILED = ("failed", "diverged")
 
@@ -106,7 +106,7 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
 def _rank(rows: list[dict[str, Any]], label: str, plan: Plan) -> float:
     """Sort key for search trials: best mean first, trials without a value last."""
     metric = plan.study.spec.metric
-    vals = [r[metric] for r in rows if r["variant"] == label and r["status"] == "completed" and r.get(metric) is not None]
+    vals = [r[metric] for r in rows if r["variant"] == label and r["status"] in OK and r.get(metric) is not None]
     if not vals:
         return float("inf")
     mean = sum(vals) / len(vals)

@@ -138,20 +138,19 @@ class Study:
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """Read and check a study file; every problem is a ConfigError naming the file and key."""
-    from cnnlab.config import apply_override, set_key
+    from cnnlab.config import apply_overrides
+    from cnnlab.study.plan import yaml_value
 
     path = Path(path)
     spec = read_spec(path)
     where = f"{path}"
     base_raw = _base(spec, path)
-    for key, value in spec.overrides.items():
+    for key in spec.overrides:
         _check_key(key, f"{where}: overrides")
-        set_key(base_raw, key, value, where=f"{where}: overrides")
-    for item in overrides:
-        try:
-            apply_override(base_raw, item)
-        except ConfigError as e:
-            raise ConfigError(f"{where}: {e}") from None
+    try:  # the file's overrides, then the command line's, as `cnnlab train` applies them
+        apply_overrides(base_raw, [f"{k}={yaml_value(v)}" for k, v in spec.overrides.items()] + list(overrides))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
     name = spec.name or path.stem
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
         raise ConfigError(f"{where}: name: '{name}' is not a usable folder name; use letters, digits, '.', '_' and '-'")

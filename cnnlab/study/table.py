@@ -13,6 +13,8 @@ from typing import Any
 from cnnlab.study.stats import Comparison, Summary, compare, holm, summarize
 
 NOT_COUNTED = ("failed", "diverged", "pruned")
+# Runs that trained to their end: all epochs, or until early stopping ended them.
+OK = ("completed", "early_stopped")
 
 
 @dataclass
@@ -40,7 +42,7 @@ class TableRow:
 
     @property
     def n(self) -> int:
-        return self.counts.get("completed", 0)
+        return sum(self.counts.get(s, 0) for s in OK)
 
     def not_counted(self) -> str:
         """'1 diverged, 2 failed': runs that are in no mean."""
@@ -81,7 +83,7 @@ def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics
         counts: dict[str, int] = {}
         for r in runs:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        ok = [r for r in runs if r["status"] == "completed"]
+        ok = [r for r in runs if r["status"] in OK]
         samples[v.label] = {m: {(r.get("seed"), r.get("fold")): r[m] for r in ok if r.get(m) is not None}
                             for m in metrics}
         cells = {m: Cell(summarize(list(samples[v.label][m].values()))) for m in metrics}

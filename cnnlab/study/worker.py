@@ -21,6 +21,7 @@ from cnnlab.study.execute import run_unit
 from cnnlab.study.lease import Heartbeat
 from cnnlab.study.plan import Plan, Unit, search_variant, trial_key
 from cnnlab.study.store import Store, is_done, key_of
+from cnnlab.study.table import OK
 from cnnlab.train.trainer import StopTraining
 
 POLL_S = 2.0
@@ -157,7 +158,7 @@ class Worker:
                            run=f"runs/{unit.run_name}" if run_dir.is_dir() else "")
                 rows.append(row)
                 self.say(self._line(unit, row))
-                if row["status"] != "completed":
+                if row["status"] not in OK:
                     break  # a search trial stops at its first pruned or failed run
         result = self._result(rows, len(claim.units))
         if not self.store.finish(claim.number, result):
