@@ -159,6 +159,12 @@ def run_worker(path: Path, overrides: list[str], storage: str | None, threads: i
     exit_with_parent()
     if threads:
         torch.set_num_threads(threads)
+        try:  # NumPy's BLAS too (the scratch engine); threadpoolctl comes with scikit-learn
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(threads)
+        except ImportError:
+            pass
     opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
     writer = Writer(opened.plan, opened.store, opened.folder)
