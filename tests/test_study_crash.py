@@ -19,6 +19,7 @@ import yaml
 from conftest import ROOT, write_config
 
 from cnnlab.cli import main
+from cnnlab.study.launch import default_threads
 
 pytestmark = pytest.mark.slow
 
@@ -144,6 +145,11 @@ def test_ctrl_c_hands_runs_back_and_the_rerun_finishes(tmp_path, mnist_small):
     assert not [t for t in trials if t.state == optuna.trial.TrialState.RUNNING]  # all handed back
     assert all(t.user_attrs["lost"] == "interrupted by the user (Ctrl-C)" for t in trials if "lost" in t.user_attrs)
 
-    assert main(["study", str(path)]) == 0
+    # The rerun finishes with two worker processes too, each with half the cores.
+    assert main(["study", str(path), "--workers", "2"]) == 0
     keys = sorted(u.key for u in build_plan(load_study(path)).units)
     assert [k for k, _, _ in runs(path)] == keys
+    rows = list(csv.DictReader((path.parent / "studies" / "crash" / "results.csv").open()))
+    assert {r["threads"] for r in rows} == {str(default_threads(2))}
+    trials = optuna.load_study(study_name="crash", storage=storage).get_trials(deepcopy=False)
+    assert os.getpid() not in {t.user_attrs["lease"]["pid"] for t in trials if "result" in t.user_attrs}

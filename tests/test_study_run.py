@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from conftest import write_config
 from scipy import stats as sps
 
 from cnnlab.cli import main
-from cnnlab.study.launch import default_threads
 
 pytestmark = pytest.mark.slow
 
@@ -195,19 +193,6 @@ def test_search_with_pruning(tmp_path, base, capsys):
     assert (folder / "history.png").read_bytes()[:8] == PNG
     complete = sum(r["status"] == "completed" for r in rows)
     assert (folder / "importance.png").is_file() == (complete >= 3)
-
-
-def test_two_worker_processes_split_the_cores(tmp_path, base, capsys):
-    path = write_study(tmp_path, file="par", mode="grid", axes={"model.dropout": [0.0, 0.5], "optim.lr": [0.02, 0.05]})
-    code, out, err = run(capsys, "study", path, "--workers", "2")
-    assert code == 0, err
-    folder = tmp_path / "studies" / "par"
-    rows = read_csv(folder / "results.csv")
-    assert len(rows) == 4 and all(r["status"] == "completed" for r in rows)
-    assert {r["threads"] for r in rows} == {str(default_threads(2))}
-    pids = {t.user_attrs["lease"]["pid"] for t in journal_trials(folder, "par")}
-    assert os.getpid() not in pids and 1 <= len(pids) <= 2  # trained in the worker processes
-    assert "2 workers" in out and "4 done, 0 running, 0 failed, 0 left (of 4)" in out
 
 
 def test_bad_input_is_one_line_and_creates_nothing(tmp_path, base, capsys):

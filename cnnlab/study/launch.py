@@ -108,6 +108,7 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     plan, store, folder = opened.plan, opened.store, opened.folder
     assert store is not None
     n = workers or plan.study.spec.workers
+    _remove_stale_temporaries(folder)
     write_json(folder / "study.json", describe(opened, n))
     writer = Writer(plan, store, folder)
     before = snapshot(plan, store).progress
@@ -121,6 +122,18 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
         # Anything a crashed worker process left behind is finished here.
         Worker(plan, store, folder, writer, say).run()
     return opened, writer(final=True)
+
+
+def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
+    """Half-written outputs of a killed command (".results.csv.xyz.tmp"); a write takes
+    milliseconds, so a temporary file this old belongs to no live process."""
+    now = time.time()
+    for tmp in folder.glob(".*.tmp"):
+        try:
+            if now - tmp.stat().st_mtime > age_s:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def _run_processes(path: Path, overrides: list[str], storage: str | None, n: int, say: Callable[[str], None]) -> None:
