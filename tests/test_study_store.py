@@ -114,3 +114,17 @@ def test_search_trials_stop_at_the_budget(tmp_path, mnist_small):
     t = w2.store.storage.get_trial(w2.store.tid(extra.number))
     assert t.state == TrialState.FAIL and t.user_attrs["over_budget"] is True
     assert w1._search_keys(w1.store.trials()) == ["t0000", "t0001"]
+
+
+def test_old_temporaries_of_killed_commands_are_removed(tmp_path):
+    import os
+
+    from cnnlab.study.launch import _remove_stale_temporaries
+
+    old, fresh, kept = tmp_path / ".results.csv.a1.tmp", tmp_path / ".table.md.b2.tmp", tmp_path / "results.csv"
+    for p in (old, fresh, kept):
+        p.write_text("x")
+    os.utime(old, (time.time() - 600, time.time() - 600))
+    os.utime(kept, (time.time() - 600, time.time() - 600))
+    _remove_stale_temporaries(tmp_path)
+    assert not old.exists() and fresh.exists() and kept.exists()
