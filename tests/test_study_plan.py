@@ -180,6 +180,6 @@ def test_storage_urls():
 
 @pytest.mark.parametrize("value", [0.1, 1e-38, 1e-4, 3, True, None, "sgd", "1e-3", "a b", "", [8, 16], {"a": [1, 2.5]}, 1.0e+38])
 def test_values_pass_through_override_text_unchanged(value):
-    from cnnlab.study.plan import yaml_value
+    from cnnlab.study.spec import yaml_value
 
     assert yaml.safe_load(yaml_value(value)) == value and type(yaml.safe_load(yaml_value(value))) is type(value)

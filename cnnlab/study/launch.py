@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError, UserError
+from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
 from cnnlab.study.lease import HOST, exit_with_parent
 from cnnlab.study.plan import Plan, build_plan
@@ -206,5 +206,3 @@ def describe(opened: Opened, workers: int) -> dict:
         "base_config": s.base_raw, "fingerprint": plan.fingerprint,
     }
 
-
-__all__ = ["run_study", "run_worker", "study_status", "UserError"]

@@ -14,11 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from cnnlab.config import Config, apply_overrides, resolve
 from cnnlab.errors import ConfigError
-from cnnlab.study.spec import Study
+from cnnlab.study.spec import Param, Study, choice_value, fmt_value, yaml_value
 
 
 def digest(obj: Any, n: int = 10) -> str:
@@ -129,12 +127,6 @@ def run_raw(base_raw: dict[str, Any], overrides: dict[str, Any], seed: int, fold
     return raw
 
 
-def yaml_value(value: Any) -> str:
-    """A value as YAML text that reads back as the same value (an override's right-hand side)."""
-    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
-    return text[: -len("\n...")].rstrip() if text.endswith("\n...") else text
-
-
 def comparable(cfg: Config) -> dict[str, Any]:
     """A resolved config without the fields that name a run rather than define it."""
     d = cfg.to_dict()
@@ -211,7 +203,7 @@ def search_variant(study: Study, key: str, params: dict[str, Any]) -> Variant:
     for p in study.params:
         if p.name in params:
             overrides.update(p.overrides(params[p.name]))
-    levels = {p.name: _fmt(params[p.name]) for p in study.params if p.name in params}
+    levels = {p.name: fmt_value(params[p.name]) for p in study.params if p.name in params}
     return Variant(f"trial {int(key[1:])}", overrides, levels, fixed_key=key)
 
 
@@ -220,18 +212,10 @@ def trial_key(number: int) -> str:
     return f"t{number:04d}"
 
 
-def _fmt(value: Any) -> str:
-    from cnnlab.study.spec import fmt_value
-
-    return fmt_value(value)
-
-
-def _probe_values(p: Any) -> list[Any]:
+def _probe_values(p: Param) -> list[Any]:
     """Values that exercise a search dimension's validation: its ends, or every choice."""
-    from cnnlab.study.spec import _choice_value
-
     if p.kind == "categorical":
-        return [_choice_value(lv) for lv in p.choices]
+        return [choice_value(lv) for lv in p.choices]
     if p.kind == "int":
         return [int(p.low), int(p.high)]
     return [p.low, p.high]

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydantic
+import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cnnlab.config import SECTIONS, read_yaml
@@ -109,7 +110,7 @@ class Param:
     def overrides(self, value: Any) -> dict[str, Any]:
         """The dotted keys a sampled value sets (named choices may set several)."""
         if self.kind == "categorical":
-            level = next(lv for lv in self.choices if _choice_value(lv) == value)
+            level = next(lv for lv in self.choices if choice_value(lv) == value)
             return dict(level.overrides)
         return {self.name: value}
 
@@ -139,7 +140,6 @@ class Study:
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """Read and check a study file; every problem is a ConfigError naming the file and key."""
     from cnnlab.config import apply_overrides
-    from cnnlab.study.plan import yaml_value
 
     path = Path(path)
     spec = read_spec(path)
@@ -216,6 +216,12 @@ def _check_key(key: Any, where: str) -> str:
     return key
 
 
+def yaml_value(value: Any) -> str:
+    """A value as YAML text that reads back as the same value (an override's right-hand side)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text[: -len("\n...")].rstrip() if text.endswith("\n...") else text
+
+
 def fmt_value(value: Any) -> str:
     """A value as a short label: YAML-like scalars, JSON for lists."""
     if isinstance(value, bool):
@@ -257,7 +263,7 @@ def parse_axis(name: str, spec: Any, where: str) -> Axis:
     return Axis(name, tuple(levels))
 
 
-def _choice_value(level: Level) -> Any:
+def choice_value(level: Level) -> Any:
     """What Optuna records for a categorical choice: the plain value, or the variant's name."""
     return level.value if len(level.overrides) == 1 and level.value is not None else level.label
 
@@ -272,7 +278,7 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
             raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(extra))} for a categorical parameter")
         axis = parse_axis(name, choices, where).levels
         for lv in axis:
-            v = _choice_value(lv)
+            v = choice_value(lv)
             if not isinstance(v, (str, int, float, bool)) and v is not None:
                 raise ConfigError(f"{at}: choice {lv.label} must be a number, string or bool; name list values, "
                                   "e.g. {choices: {narrow: {model.channels: [8, 16]}}}")

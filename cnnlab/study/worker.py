@@ -20,7 +20,8 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.study.execute import run_unit
 from cnnlab.study.lease import Heartbeat
 from cnnlab.study.plan import Plan, Unit, search_variant, trial_key
-from cnnlab.study.store import Store, is_done, key_of
+from cnnlab.study.spec import Param, choice_value
+from cnnlab.study.store import Store, key_of
 from cnnlab.study.table import OK
 from cnnlab.train.trainer import StopTraining
 
@@ -214,14 +215,11 @@ def epoch_metric(metric: str) -> str:
     return metric
 
 
-def _suggest(trial: optuna.Trial, p: Any) -> Any:
-    from cnnlab.study.spec import _choice_value
-
+def _suggest(trial: optuna.Trial, p: Param) -> Any:
+    """Sample (or, for a re-queued trial, read back) one search dimension."""
     if p.kind == "categorical":
-        return trial.suggest_categorical(p.name, [_choice_value(lv) for lv in p.choices])
+        return trial.suggest_categorical(p.name, [choice_value(lv) for lv in p.choices])
     if p.kind == "int":
         return trial.suggest_int(p.name, int(p.low), int(p.high), step=int(p.step or 1), log=p.log)
     return trial.suggest_float(p.name, p.low, p.high, step=p.step, log=p.log)
 
-
-__all__ = ["Worker", "Claim", "epoch_metric", "is_done"]
