@@ -155,7 +155,7 @@ def main() -> None:
     if args.part in ("all", "cpu"):
         report["cpu"] = r = part_cpu(args.out, scale)
         lines.append(f"| study --workers 2 vs 1, {r['workers1']['runs']} runs (Fashion-MNIST slice, {report['cpus']} cores) "
-                     f"| {r['workers1']['wall_seconds']:.1f} s vs {r['workers2']['wall_seconds']:.1f} s "
+                     f"| {r['workers2']['wall_seconds']:.1f} s vs {r['workers1']['wall_seconds']:.1f} s "
                      f"| ratio {r['ratio']:.3f} (target <= 0.9: {'met' if r['met'] else 'NOT met'}) |")
     has_gpu = torch.cuda.is_available()
     if args.part == "gpu" or (args.part == "all" and has_gpu):

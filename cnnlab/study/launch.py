@@ -1,18 +1,20 @@
 """`cnnlab study`: check the study, open its storage, run N workers, write the outputs.
 
-With --workers N > 1 the command starts N worker processes (`cnnlab study FILE --worker`);
-on CPU each gets cores // N torch threads, on a GPU they share it. Killing the command
-(Ctrl-C or kill -9) and running it again finishes only what is missing.
+With --workers N > 1 the command works as worker 0 and starts N - 1 more processes
+(`cnnlab study FILE --worker`); on CPU each gets cores // N threads, on a GPU they share
+it. Killing the command (Ctrl-C or kill -9) and running it again finishes only what is
+missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,14 +116,43 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     before = snapshot(plan, store).progress
     say(f"study {plan.study.name}: {plan.study.mode}, {before.total} {'trials' if plan.study.mode == 'search' else 'runs'}; "
         f"{before.line()}; {n} worker{'s' if n > 1 else ''}; state in {opened.storage}")
+    worker = Worker(plan, store, folder, writer, say)
     if n == 1:
-        Worker(plan, store, folder, writer, say).run()
+        worker.run()
     else:
-        Worker(plan, store, folder, writer, say).prepare()  # one process fills the queue
-        _run_processes(path, overrides, storage, n, say)
-        # Anything a crashed worker process left behind is finished here.
-        Worker(plan, store, folder, writer, say).run()
+        # This process is worker 0; N - 1 more start beside it, each with its share of the cores.
+        worker.prepare()  # one process fills the queue
+        procs = _start_processes(path, overrides, storage, n, say)
+        try:
+            with limited_threads(default_threads(n)):
+                worker.run()
+            _wait(procs, say)
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+        worker.run()  # anything a crashed worker process left behind is finished here
     return opened, writer(final=True)
+
+
+@contextlib.contextmanager
+def limited_threads(n: int) -> Iterator[None]:
+    """torch's (and NumPy BLAS's) CPU threads limited to n inside the block."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:
+        threadpool_limits = None
+    try:
+        if threadpool_limits is None:
+            yield
+        else:
+            with threadpool_limits(n):
+                yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
@@ -136,7 +167,9 @@ def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
             pass
 
 
-def _run_processes(path: Path, overrides: list[str], storage: str | None, n: int, say: Callable[[str], None]) -> None:
+def _start_processes(path: Path, overrides: list[str], storage: str | None, n: int,
+                     say: Callable[[str], None]) -> list[subprocess.Popen]:
+    """Workers 1..n-1 as `cnnlab study FILE --worker` processes."""
     import cnnlab
 
     env = dict(os.environ)
@@ -147,21 +180,23 @@ def _run_processes(path: Path, overrides: list[str], storage: str | None, n: int
            "--threads", str(default_threads(n))]
     if storage:
         cmd += ["--storage", storage]
-    procs = [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(n)]
-    try:
-        codes = [p.wait() for p in procs]
-    except KeyboardInterrupt:
-        # The workers got the same Ctrl-C; give them a moment to hand their trials back.
-        deadline = time.monotonic() + 10
-        for p in procs:
-            try:
-                p.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-        raise
-    bad = [c for c in codes if c != 0]
+    return [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(1, n)]
+
+
+def _wait(procs: list[subprocess.Popen], say: Callable[[str], None]) -> None:
+    bad = [c for c in (p.wait() for p in procs) if c != 0]
     if bad:
-        say(f"{len(bad)} of {n} worker processes exited with an error (codes {bad}); finishing their work here")
+        say(f"{len(bad)} of {len(procs)} worker processes exited with an error (codes {bad}); finishing their work here")
+
+
+def _stop(procs: list[subprocess.Popen]) -> None:
+    """After Ctrl-C: the workers got it too; give them a moment to hand their trials back."""
+    deadline = time.monotonic() + 10
+    for p in procs:
+        try:
+            p.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
 
 
 def run_worker(path: Path, overrides: list[str], storage: str | None, threads: int | None,
@@ -170,18 +205,11 @@ def run_worker(path: Path, overrides: list[str], storage: str | None, threads: i
     import torch
 
     exit_with_parent()
-    if threads:
-        torch.set_num_threads(threads)
-        try:  # NumPy's BLAS too (the scratch engine); threadpoolctl comes with scikit-learn
-            from threadpoolctl import threadpool_limits
-
-            threadpool_limits(threads)
-        except ImportError:
-            pass
     opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
     writer = Writer(opened.plan, opened.store, opened.folder)
-    return Worker(opened.plan, opened.store, opened.folder, writer, say).run()
+    with limited_threads(threads or torch.get_num_threads()):
+        return Worker(opened.plan, opened.store, opened.folder, writer, say).run()
 
 
 def study_status(path: Path, overrides: list[str], storage: str | None) -> tuple[Opened, Snapshot | None]:
