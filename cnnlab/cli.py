@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -89,6 +89,55 @@ def predict(
     path, n = predict_run(run_dir, input, out_file, checkpoint)  # type: ignore[arg-type]
     print(f"{n} predictions written", file=sys.stderr)
     print(path)
+
+
+@app.command()
+def study(
+    study_file: Annotated[Path, typer.Argument(help="study YAML file: a base config and how to vary it")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides of the base config, e.g. train.epochs=2")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="worker processes (default: the file's workers, else 1)")] = None,
+    storage: Annotated[str | None, typer.Option(help="database URL shared by workers on several machines, e.g. postgresql://user@host/db (default: a journal file in the study folder)")] = None,
+    status: Annotated[bool, typer.Option("--status", help="show progress and the current table; run nothing")] = False,
+    worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
+    threads: Annotated[int | None, typer.Option("--threads", hidden=True, min=1)] = None,
+    worker_index: Annotated[int, typer.Option("--worker-index", hidden=True)] = 0,
+) -> None:
+    """Run an ablation, grid or search study (resumable, parallel); the last line printed is its folder."""
+    from cnnlab.study import launch
+
+    if worker:
+        try:
+            launch.run_worker(study_file, overrides or [], storage, threads, worker_index, say=_say)
+        except KeyboardInterrupt:  # the parent reports the interruption once
+            sys.stdout.flush()
+            raise typer.Exit(130) from None
+        return
+    if status:
+        opened, snap = launch.study_status(study_file, overrides or [], storage)
+        if snap is None:
+            total = len(opened.plan.units) if opened.plan.study.mode != "search" else opened.plan.study.spec.search.n_trials
+            out.print(f"study {opened.plan.study.name}: not started ({total} to run); state would live in {opened.storage}")
+        else:
+            _print_study(opened, snap)
+        print(opened.folder)
+        return
+    opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
+    _print_study(opened, snap)
+    print(opened.folder)
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _print_study(opened: Any, snap: Any) -> None:
+    """The study's table as Markdown (as in table.md: it pastes into a report as it is)."""
+    from cnnlab.study.results import title
+    from cnnlab.study.table import to_markdown
+
+    if snap.orphans:
+        print(f"({snap.orphans} finished runs belong to an earlier version of the study file and are not shown)")
+    print(to_markdown(snap.table, title(opened.plan, snap)), end="")
 
 
 @data_app.command("inspect")
@@ -200,16 +249,19 @@ def _print_result(s: dict) -> None:
 
 
 INTERRUPTED = "cnnlab: interrupted; `cnnlab resume RUN_DIR` continues a training run from its last finished epoch"
+STUDY_INTERRUPTED = "cnnlab: study interrupted; run the same command again to finish only what is missing"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and an exit code, never a traceback."""
+    args = sys.argv[1:] if argv is None else argv
+    interrupted = STUDY_INTERRUPTED if args[:1] == ["study"] else INTERRUPTED
     try:
         app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if code == 130:  # Typer turns Ctrl-C into exit code 130
-            print(INTERRUPTED, file=sys.stderr)
+        if code == 130 and "--worker" not in args:  # Typer turns Ctrl-C into exit code 130
+            print(interrupted, file=sys.stderr)
         return code
     except UserError as e:
         print(f"cnnlab: error: {e}", file=sys.stderr)
@@ -218,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cnnlab: diverged: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print(INTERRUPTED, file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     return 0
 

@@ -42,6 +42,9 @@ class DataConfig(_Open):
     # (and GPU memory); otherwise (or with false) images are decoded per batch from the files.
     in_memory: Literal["auto", True, False] = "auto"
     workers: int | None = Field(None, ge=0)  # file-backed loader processes; None: one per CPU core
+    # Cross-validation: fold `fold` of `folds` stratified folds of train becomes the validation split.
+    folds: int | None = Field(None, ge=2)
+    fold: int | None = Field(None, ge=0)
 
 
 class ModelConfig(_Open):

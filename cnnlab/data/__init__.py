@@ -17,7 +17,7 @@ from cnnlab.data.files import (
     sample_stats,
 )
 from cnnlab.data.formats import FORMATS
-from cnnlab.data.split import stratified_split
+from cnnlab.data.split import kfold_split, stratified_split
 from cnnlab.data.stats import channel_stats, value_scale
 from cnnlab.data.types import AnySplit, DataBundle, FileSplit, RawDataset, Split
 from cnnlab.errors import ConfigError, DataError
@@ -87,16 +87,31 @@ def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundl
 
 
 def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str]:
-    """limit_train, then a stratified validation split when the dataset has none."""
+    """limit_train, then one fold of K (data.folds: cross-validation, in place of any other
+    validation split) or a stratified validation split when the dataset has none."""
+    _check_folds(data)
     val_source = "folder" if val is not None else "none"
     if data.limit_train is not None and data.limit_train < len(train):
         train = train.subset(list(range(data.limit_train)))
+    if data.folds is not None:
+        try:
+            tr, va = kfold_split(train.y, data.folds, data.fold, seed)
+        except ValueError as e:
+            raise DataError(f"{data.path}: cannot make {data.folds} stratified folds: {e}; lower data.folds") from None
+        return train.subset(tr), train.subset(va), "fold"
     if val is None and data.val_fraction > 0:
         if len(train) < 2:
             raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
         tr, va = stratified_split(train.y, data.val_fraction, seed)
         train, val, val_source = train.subset(tr), train.subset(va), "split"
     return train, val, val_source
+
+
+def _check_folds(data: DataConfig) -> None:
+    if (data.folds is None) != (data.fold is None):
+        raise ConfigError("data.fold: data.fold and data.folds go together; set both (e.g. data.folds=5 data.fold=0) or neither")
+    if data.folds is not None and data.fold >= data.folds:
+        raise ConfigError(f"data.fold: {data.fold} is out of range for data.folds={data.folds}; use 0..{data.folds - 1}")
 
 
 def _format_options(data: DataConfig) -> dict:

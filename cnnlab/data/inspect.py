@@ -32,6 +32,7 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
         "path": bundle.path,
         "sizes": {name: len(s) for name, s in splits.items()},
         "val_source": {"folder": "from the dataset", "split": f"{cfg.data.val_fraction:.0%} of train, stratified, seed {cfg.seed}",
+                       "fold": f"fold {cfg.data.fold} of {cfg.data.folds} stratified folds of train, seed {cfg.seed}",
                        "none": "none"}[bundle.val_source],
         "classes": bundle.classes,
         "label_values": bundle.label_values,

@@ -1,10 +1,10 @@
-"""The stratified, seeded validation split used when a dataset ships without one."""
+"""Validation splits carved from train: a stratified hold-out fraction, or one fold of K."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 
 
 def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -18,4 +18,15 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     train_idx, val_idx = train_test_split(
         index, test_size=n_val, random_state=seed, stratify=labels if can_stratify else None
     )
+    return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+
+
+def kfold_split(y: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train indices, val indices) of fold `fold` of a seeded, stratified `folds`-fold partition."""
+    labels = y.numpy()
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < folds:
+        raise ValueError(f"the smallest class has {counts[counts > 0].min()} training images, fewer than {folds} folds")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    train_idx, val_idx = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))

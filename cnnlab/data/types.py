@@ -90,7 +90,7 @@ class DataBundle:
     scale: float  # multiply raw values by this to reach [0, 1] (1/255 for uint8)
     format: str
     path: str
-    val_source: str  # "folder", "split" (stratified from train) or "none"
+    val_source: str  # "folder", "split" (stratified from train), "fold" (K-fold CV) or "none"
     notes: list[str] = field(default_factory=list)
 
     @property

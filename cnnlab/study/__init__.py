@@ -1,0 +1,4 @@
+"""Studies: ablations, grids and Bayesian searches of a base config, over seeds and folds,
+run by parallel, crash-safe workers on Optuna's storage, with tables that say which
+differences are real (see spec.py for the study file).
+"""

@@ -1,0 +1,312 @@
+"""The study file: a base config, how to vary it, seeds, folds and the metric that decides.
+
+    name: dropout                      # default: the file name
+    base: ../mnist_lenet.yaml          # a config path (relative to this file) or an inline mapping
+    overrides: {train.epochs: 5}       # dotted keys set on the base for every run
+    mode: ablation                     # ablation | grid | search
+    axes:                              # ablation and grid
+      model.dropout: [0.0, 0.1, 0.5]   # a dotted key and its values
+      optimizer:                       # named variants that set several keys together
+        sgd: {optim.name: sgd, optim.momentum: 0.9}
+        adam: {optim.name: adam, optim.lr: 0.001}
+    search:                            # search only
+      n_trials: 30
+      params:
+        optim.lr: {low: 1.0e-4, high: 0.1, log: true}
+        train.batch_size: [32, 64, 128]
+    seeds: [0, 1, 2]
+    cv: 5
+    metric: val_acc
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from cnnlab.config import SECTIONS, read_yaml
+from cnnlab.errors import ConfigError
+from cnnlab.registry import format_validation_error
+
+# Row columns a study can rank by: `val_acc` is the value at the selected (best-val) epoch,
+# `best_`/`final_` the best over epochs and the last epoch's value.
+METRIC = re.compile(r"^(best_|final_)?(train|val|test)_(loss|acc|top5)$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchSpec(_Strict):
+    n_trials: int = Field(gt=0)
+    params: dict[str, Any] = Field(min_length=1)
+    sampler: Literal["tpe", "random"] = "tpe"
+    pruner: Literal["median", "halving", "none"] = "median"
+    startup_trials: int = Field(3, ge=0)  # median: trials finished before any pruning
+    warmup_epochs: int = Field(1, ge=0)  # median: epochs of every run never pruned
+    min_epochs: int = Field(1, ge=1)  # halving: the first rung
+    reduction_factor: int = Field(3, ge=2)  # halving: keep 1/reduction_factor per rung
+    seed: int = 0  # sampler seed (exactly reproducible with one worker)
+
+
+class StudySpec(_Strict):
+    name: str | None = None
+    base: str | dict[str, Any]
+    overrides: dict[str, Any] = Field(default_factory=dict)
+    mode: Literal["ablation", "grid", "search"]
+    axes: dict[str, Any] = Field(default_factory=dict)
+    search: SearchSpec | None = None
+    seeds: list[int] | None = Field(None, min_length=1)
+    cv: int | None = Field(None, ge=2)
+    metric: str = "val_acc"
+    direction: Literal["auto", "maximize", "minimize"] = "auto"
+    table: list[str] | None = None  # metrics in the table; default: metric and test_acc
+    out_dir: str = "studies"
+    workers: int = Field(1, ge=1)
+
+
+@dataclass(frozen=True)
+class Level:
+    """One value of an axis: its label and the dotted keys it sets."""
+
+    label: str
+    overrides: dict[str, Any]
+    value: Any = None  # the plain value for a one-key axis (plots use it), else None
+    auto: bool = False  # the label lists the keys it sets ("optim.name=sgd, optim.momentum=0.9")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """A varied dotted key, or a named group of settings, with its levels in file order."""
+
+    name: str
+    levels: tuple[Level, ...]
+
+    @property
+    def is_key(self) -> bool:
+        return all(lv.overrides.keys() == {self.name} for lv in self.levels)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One search dimension."""
+
+    name: str
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = None
+    choices: tuple[Level, ...] = ()
+
+    def overrides(self, value: Any) -> dict[str, Any]:
+        """The dotted keys a sampled value sets (named choices may set several)."""
+        if self.kind == "categorical":
+            level = next(lv for lv in self.choices if choice_value(lv) == value)
+            return dict(level.overrides)
+        return {self.name: value}
+
+
+@dataclass
+class Study:
+    """A parsed, checked study file (configs are resolved later, by the plan)."""
+
+    path: Path
+    spec: StudySpec
+    name: str
+    base_raw: dict[str, Any]  # the base config with study and command-line overrides applied
+    axes: list[Axis]
+    params: list[Param]
+    direction: Literal["maximize", "minimize"]
+    table_metrics: list[str]
+
+    @property
+    def mode(self) -> str:
+        return self.spec.mode
+
+    @property
+    def folder(self) -> Path:
+        return Path(self.spec.out_dir).expanduser() / self.name
+
+
+def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
+    """Read and check a study file; every problem is a ConfigError naming the file and key."""
+    from cnnlab.config import apply_overrides
+
+    path = Path(path)
+    spec = read_spec(path)
+    where = f"{path}"
+    base_raw = _base(spec, path)
+    for key in spec.overrides:
+        _check_key(key, f"{where}: overrides")
+    try:  # the file's overrides, then the command line's, as `cnnlab train` applies them
+        apply_overrides(base_raw, [f"{k}={yaml_value(v)}" for k, v in spec.overrides.items()] + list(overrides))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    name = spec.name or path.stem
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name):
+        raise ConfigError(f"{where}: name: '{name}' is not a usable folder name; use letters, digits, '.', '_' and '-'")
+    axes = [parse_axis(k, v, where) for k, v in spec.axes.items()]
+    params: list[Param] = []
+    if spec.mode == "search":
+        if spec.search is None:
+            raise ConfigError(f"{where}: search: mode 'search' needs a search section with n_trials and params")
+        if spec.axes:
+            raise ConfigError(f"{where}: axes: mode 'search' samples search.params; move the axes there")
+        params = [parse_param(k, v, where) for k, v in spec.search.params.items()]
+    else:
+        if spec.search is not None:
+            raise ConfigError(f"{where}: search: only used with mode: search (this study is mode: {spec.mode})")
+        if not axes:
+            raise ConfigError(f"{where}: axes: mode '{spec.mode}' needs at least one axis, e.g. axes: {{model.dropout: [0.0, 0.5]}}")
+    metrics = spec.table or ([spec.metric] + (["test_acc"] if spec.metric != "test_acc" else []))
+    for m in [spec.metric, *metrics]:
+        if not METRIC.match(m):
+            raise ConfigError(f"{where}: metric: '{m}' is not a run metric; use e.g. val_acc, test_acc, "
+                              "best_val_loss, final_train_acc ((best_|final_)(train|val|test)_(loss|acc|top5))")
+    if spec.metric.startswith(("test_", "best_test", "final_test")) and spec.mode == "search":
+        raise ConfigError(f"{where}: metric: searching on '{spec.metric}' tunes on the test set; use a val_ metric")
+    direction = spec.direction if spec.direction != "auto" else default_direction(spec.metric)
+    return Study(path, spec, name, base_raw, axes, params, direction, list(dict.fromkeys(metrics)))
+
+
+def read_spec(path: Path) -> StudySpec:
+    """The study file checked against the schema (the base config is not read here)."""
+    raw = read_yaml(path)
+    try:
+        return StudySpec.model_validate(raw)
+    except pydantic.ValidationError as e:
+        raise ConfigError(f"{path}: {format_validation_error(e, '', list(StudySpec.model_fields))}") from None
+
+
+def default_direction(metric: str) -> Literal["maximize", "minimize"]:
+    """Losses go down, accuracies go up."""
+    return "minimize" if metric.endswith("_loss") else "maximize"
+
+
+def _base(spec: StudySpec, path: Path) -> dict[str, Any]:
+    if isinstance(spec.base, dict):
+        return copy.deepcopy(spec.base)
+    base_path = Path(spec.base).expanduser()
+    if not base_path.is_absolute():
+        base_path = path.parent / base_path
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: base: config file {base_path} not found; give a path relative to the study file")
+    raw = read_yaml(base_path)
+    raw.setdefault("name", base_path.stem)
+    return raw
+
+
+def _check_key(key: Any, where: str) -> str:
+    if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise ConfigError(f"{where}: '{key}' is not a dotted config key (e.g. model.dropout)")
+    if key.split(".")[0] not in SECTIONS:
+        from cnnlab.errors import suggest
+
+        first = key.split(".")[0]
+        raise ConfigError(f"{where}: '{key}': unknown section '{first}'{suggest(first, SECTIONS)}")
+    return key
+
+
+def yaml_value(value: Any) -> str:
+    """A value as YAML text that reads back as the same value (an override's right-hand side)."""
+    text = yaml.safe_dump(value, default_flow_style=True, width=10**9).strip()
+    return text[: -len("\n...")].rstrip() if text.endswith("\n...") else text
+
+
+def fmt_value(value: Any) -> str:
+    """A value as a short label: YAML-like scalars, JSON for lists."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def _level(axis: str, label: str | None, value: Any, where: str) -> Level:
+    if isinstance(value, dict):
+        if not value:
+            raise ConfigError(f"{where}: an empty mapping sets nothing; give dotted keys and values")
+        overrides = {_check_key(k, where): v for k, v in value.items()}
+        auto = ", ".join(f"{k}={fmt_value(v)}" for k, v in overrides.items())
+        return Level(label if label is not None else auto, overrides, auto=label is None)
+    _check_key(axis, f"{where} (an axis of plain values must be named by a dotted config key)")
+    return Level(label if label is not None else fmt_value(value), {axis: value}, value)
+
+
+def parse_axis(name: str, spec: Any, where: str) -> Axis:
+    """An axis from `key: [v1, v2]`, `name: [{k: v, ...}, ...]` or `name: {label: {k: v}, ...}`."""
+    at = f"{where}: axes.{name}"
+    if isinstance(spec, list):
+        levels = [_level(name, None, v, f"{at}[{i}]") for i, v in enumerate(spec)]
+    elif isinstance(spec, dict):
+        levels = [_level(name, str(label), v, f"{at}.{label}") for label, v in spec.items()]
+    else:
+        raise ConfigError(f"{at}: expected a list of values or a mapping of named variants, got {spec!r}")
+    if not levels:
+        raise ConfigError(f"{at}: no values to try")
+    labels = [lv.label for lv in levels]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"{at}: values repeat ({', '.join(labels)}); each value once")
+    return Axis(name, tuple(levels))
+
+
+def choice_value(level: Level) -> Any:
+    """What Optuna records for a categorical choice: the plain value, or the variant's name."""
+    return level.value if len(level.overrides) == 1 and level.value is not None else level.label
+
+
+def parse_param(name: str, spec: Any, where: str) -> Param:
+    """A search dimension: {low, high[, log, step, type]}, a list of choices, or {choices: ...}."""
+    at = f"{where}: search.params.{name}"
+    if isinstance(spec, list) or (isinstance(spec, dict) and "choices" in spec):
+        choices = spec if isinstance(spec, list) else spec["choices"]
+        extra = set(spec) - {"choices", "type"} if isinstance(spec, dict) else set()
+        if extra:
+            raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(extra))} for a categorical parameter")
+        axis = parse_axis(name, choices, where).levels
+        for lv in axis:
+            v = choice_value(lv)
+            if not isinstance(v, (str, int, float, bool)) and v is not None:
+                raise ConfigError(f"{at}: choice {lv.label} must be a number, string or bool; name list values, "
+                                  "e.g. {choices: {narrow: {model.channels: [8, 16]}}}")
+        return Param(name, "categorical", choices=tuple(axis))
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{at}: expected {{low: .., high: ..}} or a list of choices, got {spec!r}")
+    _check_key(name, at)
+    unknown = set(spec) - {"type", "low", "high", "log", "step"}
+    if unknown:
+        raise ConfigError(f"{at}: unknown key(s) {', '.join(sorted(unknown))}; use type, low, high, log, step")
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except KeyError as e:
+        raise ConfigError(f"{at}: {e.args[0]} is missing") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{at}: low and high must be numbers") from None
+    kind = spec.get("type") or ("int" if all(isinstance(spec[k], int) and not isinstance(spec[k], bool)
+                                             for k in ("low", "high")) else "float")
+    if kind not in ("int", "float"):
+        raise ConfigError(f"{at}: type must be float, int or categorical, got {kind!r}")
+    log = bool(spec.get("log", False))
+    if not low < high:
+        raise ConfigError(f"{at}: low ({low:g}) must be below high ({high:g})")
+    if log and low <= 0:
+        raise ConfigError(f"{at}: a log range needs low > 0, got {low:g}")
+    step = spec.get("step")
+    if step is not None and log:
+        raise ConfigError(f"{at}: step and log cannot be combined")
+    if kind == "int" and (low != int(low) or high != int(high)):
+        raise ConfigError(f"{at}: an int range needs whole-number low and high")
+    return Param(name, kind, low, high, log, None if step is None else float(step))
