@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data train test lint
+.PHONY: setup data postgres train test lint
 
 # The virtual environment, rebuilt when the package metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -27,10 +27,21 @@ data:
 	  fi; \
 	fi
 
+# PostgreSQL server binaries for the studies' shared-storage test (it starts its own server on loopback).
+postgres:
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get install -y -q postgresql >/dev/null || \
+	    { apt-get update -q >/dev/null && apt-get install -y -q postgresql >/dev/null; }; \
+	  else \
+	    echo "PostgreSQL is not installed (the studies test needs initdb): apt-get install -y postgresql"; exit 1; \
+	  fi; \
+	fi
+
 train: setup data
 	$(BIN)/cnnlab train configs/fashion_mnist_cnn.yaml data.path=$(FASHION_MNIST)
 
-test: setup data
+test: setup data postgres
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -255,7 +255,8 @@ STUDY_INTERRUPTED = "cnnlab: study interrupted; run the same command again to fi
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and an exit code, never a traceback."""
     args = sys.argv[1:] if argv is None else argv
-    interrupted = STUDY_INTERRUPTED if args[:1] == ["study"] else INTERRUPTED
+    interrupted = {"study": STUDY_INTERRUPTED, "train": INTERRUPTED, "resume": INTERRUPTED}.get(
+        args[0] if args else "", "cnnlab: interrupted")
     try:
         app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
     except SystemExit as e:
