@@ -250,13 +250,18 @@ def _print_result(s: dict) -> None:
 
 INTERRUPTED = "cnnlab: interrupted; `cnnlab resume RUN_DIR` continues a training run from its last finished epoch"
 STUDY_INTERRUPTED = "cnnlab: study interrupted; run the same command again to finish only what is missing"
+INTERRUPTED_BY_COMMAND = (
+    ("train", INTERRUPTED), ("resume", INTERRUPTED), ("study", STUDY_INTERRUPTED),
+    ("data fetch", "cnnlab: interrupted; run the same command again to resume the download"),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and an exit code, never a traceback."""
     args = sys.argv[1:] if argv is None else argv
-    interrupted = {"study": STUDY_INTERRUPTED, "train": INTERRUPTED, "resume": INTERRUPTED}.get(
-        args[0] if args else "", "cnnlab: interrupted")
+    command = " ".join(a for a in args[:2] if not a.startswith("-"))
+    interrupted = next((text for prefix, text in INTERRUPTED_BY_COMMAND if command.startswith(prefix)),
+                       "cnnlab: interrupted")
     try:
         app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
     except SystemExit as e:

@@ -326,3 +326,16 @@ def test_progress_bar_on_a_terminal(server, mnist_gz, monkeypatch, tmp_path):
     download([server.url + "/f.gz"], tmp_path / "f.gz", md5(mnist_gz["train-labels-idx1-ubyte.gz"]), Progress(screen))
     assert "/f.gz" in screen.getvalue() and "downloading" not in screen.getvalue()  # the bar, not the plain line
     assert (tmp_path / "f.gz").read_bytes() == mnist_gz["train-labels-idx1-ubyte.gz"]
+
+
+def test_ctrl_c_during_a_fetch_says_to_run_it_again_not_to_resume_a_run(monkeypatch, tmp_path, capsys):
+    from cnnlab import cli
+    from cnnlab.data import fetch as fetch_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fetch_module, "fetch", interrupted)
+    assert cli.main(["data", "fetch", "mnist", "--dir", str(tmp_path / "m")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "cnnlab resume" not in err and "Traceback" not in err
