@@ -304,7 +304,7 @@ def _validate_registered(cfg: Config) -> Config:
     data_fixed = set(DataConfig.model_fields)
     data = cfg.data.model_dump()
     fmt_opts = {k: v for k, v in data.items() if k not in data_fixed}
-    fmt_opts = FORMATS.validate(cfg.data.format, fmt_opts, "data")
+    fmt_opts = FORMATS.validate(cfg.data.format, fmt_opts, "data", also_known=sorted(data_fixed))
     cfg.data = DataConfig.model_validate({**{k: data[k] for k in data_fixed}, **fmt_opts})
 
     for section, selector, registry in (
@@ -317,7 +317,7 @@ def _validate_registered(cfg: Config) -> Config:
         fixed = {k for k in type(getattr(cfg, section)).model_fields if k != selector}
         extra = {k: v for k, v in opts.items() if k not in fixed}
         name = getattr(getattr(cfg, section), selector)
-        resolved = registry.validate(name, extra, section)
+        resolved = registry.validate(name, extra, section, also_known=sorted(fixed))
         kept = {k: v for k, v in opts.items() if k in fixed}
         model_cls = type(getattr(cfg, section))
         setattr(cfg, section, model_cls.model_validate({selector: name, **kept, **resolved}))

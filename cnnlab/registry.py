@@ -93,13 +93,16 @@ class Registry:
             )
         return self._entries[key]
 
-    def validate(self, name: str, options: dict[str, Any], section: str, where: str | None = None) -> dict[str, Any]:
-        """Check `options` against the builder's signature; return them with defaults filled in."""
+    def validate(self, name: str, options: dict[str, Any], section: str, where: str | None = None,
+                 also_known: list[str] = ()) -> dict[str, Any]:
+        """Check `options` against the builder's signature; return them with defaults filled in.
+        `also_known`: the section's common keys (optim.lr), offered too when a key is misspelt."""
         entry = self.get(name, where)
         try:
             model = entry.schema().model_validate(options)
         except pydantic.ValidationError as e:
-            raise ConfigError(format_validation_error(e, section, entry.options(), name)) from None
+            known = [*entry.options(), *also_known]
+            raise ConfigError(format_validation_error(e, section, known, name)) from None
         return model.model_dump()
 
     def build(self, name: str, options: dict[str, Any], **context: Any) -> Any:

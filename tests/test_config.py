@@ -42,6 +42,8 @@ def test_dotted_overrides_are_typed(base):
 
 @pytest.mark.parametrize("override, message", [
     ("model.dropuot=0.2", "model.dropuot: unknown key for cnn (did you mean 'model.dropout'?)"),
+    ("optim.lrr=0.1", "optim.lrr: unknown key for sgd (did you mean 'optim.lr'?)"),  # a common key
+    ("data.val_fracton=0.1", "data.val_fracton: unknown key for idx (did you mean 'data.val_fraction'?)"),
     ("train.epoch=3", "train.epoch: unknown key (did you mean 'train.epochs'?)"),
     ("trian.epochs=3", "unknown section 'trian' (did you mean 'train'?)"),
     ("optim.lr=fast", "optim.lr: Input should be a valid number"),

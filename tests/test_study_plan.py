@@ -135,6 +135,7 @@ EXPECTED = {
     "tiny_imagenet_resnet_ablation.yaml": ("ablation", 1 + 4 + 2 + 3 + 3, 3),
     "cifar10_small_vgg_ablation.yaml": ("ablation", 1 + 3 + 2 + 3 + 4 + 3 + 3 + 3, 3),
     "mnist_lenet_grid.yaml": ("grid", 3 * 3 * 3 * 2, 2),
+    "mnist_lenet_scratch_grid.yaml": ("grid", 2 * 2 * 2 * 2, 2),
     "mnist_lenet_search.yaml": ("search", 0, 1),
 }
 
