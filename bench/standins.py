@@ -59,7 +59,8 @@ def kaggle_npy_csv(dest: Path, n_train: int = 60000, n_test: int = 10000) -> Pat
     return dest
 
 
-def _cifar_members(per_class: dict[str, int]) -> list[zipfile.ZipInfo]:
+def cifar_members(per_class: dict[str, int]) -> list[zipfile.ZipInfo]:
+    """The first images of each class in each split ({"train": n, "test": m}) of the CIFAR-10 JPEG zip."""
     with zipfile.ZipFile(CIFAR_ZIP) as z:
         picked, counts = [], {}
         for info in z.infolist():
@@ -77,7 +78,7 @@ def faces_folder(dest: Path, train_per_class: int = 4500, dev_per_class: int = 5
     """An ImageFolder tree with train/ dev/ test/ (as the face-photo workload has), from CIFAR-10 JPEGs."""
     counts: dict[tuple[str, str], int] = {}
     with zipfile.ZipFile(CIFAR_ZIP) as z:
-        for info in _cifar_members({"train": train_per_class + dev_per_class, "test": test_per_class}):
+        for info in cifar_members({"train": train_per_class + dev_per_class, "test": test_per_class}):
             _, split, cls, name = info.filename.split("/")
             n = counts[split, cls] = counts.get((split, cls), 0) + 1
             target = "test" if split == "test" else ("train" if n <= train_per_class else "dev")
@@ -104,7 +105,7 @@ def tiny_imagenet_folder(dest: Path, train_per_class: int = 5000, val_per_class:
         return buf.getvalue()
 
     with zipfile.ZipFile(CIFAR_ZIP) as z:
-        members = _cifar_members({"train": train_per_class, "test": val_per_class + test_images // 10 + 1})
+        members = cifar_members({"train": train_per_class, "test": val_per_class + test_images // 10 + 1})
         for info in members:
             _, split, cls, _ = info.filename.split("/")
             wnid = wnids[cls]

@@ -88,18 +88,9 @@ def kaggle_dir(tmp_path_factory) -> Path:
 
 def cifar_members(per_class_train: int, per_class_test: int) -> list[zipfile.ZipInfo]:
     """The first images of each class and split from the shared CIFAR-10 JPEG zip."""
-    with zipfile.ZipFile(CIFAR_ZIP) as z:
-        picked, counts = [], {}
-        for info in z.infolist():
-            parts = info.filename.split("/")
-            if len(parts) != 4 or not parts[3]:
-                continue
-            key = (parts[1], parts[2])
-            limit = per_class_train if parts[1] == "train" else per_class_test
-            if counts.get(key, 0) < limit:
-                counts[key] = counts.get(key, 0) + 1
-                picked.append(info)
-        return picked
+    from bench.standins import cifar_members as first_members
+
+    return first_members({"train": per_class_train, "test": per_class_test})
 
 
 @pytest.fixture(scope="session")
