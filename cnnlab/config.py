@@ -84,7 +84,8 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(1024, gt=0)
     out_dir: str = "runs"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    channels_last: Literal["auto"] | bool = "auto"  # auto: on (NHWC convolutions are faster on CPU and GPU)
+    # auto: NHWC where it is proven safe and faster (CUDA; x86 CPUs on oneDNN's AVX2 kernels), else NCHW
+    channels_last: Literal["auto"] | bool = "auto"
     grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm
     grad_clip_value: float | None = Field(None, gt=0.0)  # clamp every gradient element to +-value
     ema: float | None = Field(None, gt=0.0, lt=1.0)  # EMA decay of the weights; evaluation uses them

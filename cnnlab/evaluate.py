@@ -9,12 +9,12 @@ from cnnlab.analysis.confusion import plot_confusion
 from cnnlab.data import build_data
 from cnnlab.data.augment import build_pipeline
 from cnnlab.data.loader import make_loader
+from cnnlab.device import autocast
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, model_device
 from cnnlab.io import write_json
 from cnnlab.train.losses import build_loss
 from cnnlab.train.metrics import evaluate
-from cnnlab.train.runner import make_autocast
 from cnnlab.train.tta import with_tta
 
 
@@ -38,7 +38,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     loader = make_loader(splits[split], pipeline, cfg.train.eval_batch_size, device, bundle.scale, info["mean"],
                          info["std"], workers=cfg.data.workers)
     loss_fn = build_loss(cfg.loss, len(info["classes"]))
-    ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), make_autocast(cfg, device))
+    ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), autocast(cfg.train.amp, device))
     png = run_dir / f"confusion-{split}-{which}.png"
     plot_confusion(ev.confusion.numpy(), info["classes"], png,
                    f"{run_dir.name}: {split}, {which} checkpoint (epoch {ckpt.get('epoch', '?')}), acc {ev.acc * 100:.2f}%")

@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnlab import rundir
 from cnnlab.config import Config
+from cnnlab.device import resolve_device
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
 from cnnlab.train import checkpoint
@@ -39,8 +40,6 @@ def _load_scratch(cfg: Config, info: dict[str, Any], path: Path) -> tuple[Any, d
 
 def load_run_model(run_dir: Path, which: Literal["best", "last"] = "best") -> tuple[Config, dict[str, Any], nn.Module, dict]:
     """(config, data info, model in eval mode on the run's device with the checkpoint's weights, checkpoint)."""
-    from cnnlab.train.runner import resolve_device
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run directory")

@@ -14,8 +14,10 @@ from torch import nn
 
 
 def _standardise(x: np.ndarray) -> torch.Tensor:
-    t = torch.from_numpy(np.array(x, dtype=np.float32)) / 255
-    return (t - t.mean()) / t.std()
+    """Standardised float images in NCHW memory, as cnnlab's loaders make them (a transposed
+    HWC array would otherwise carry channels_last strides into the model: cnnlab/device.py)."""
+    t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) / 255
+    return ((t - t.mean()) / t.std()).contiguous()
 
 
 @functools.cache

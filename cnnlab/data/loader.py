@@ -106,9 +106,13 @@ class BatchLoader:
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """(x - mean) / std per channel, in the memory format the model runs in."""
+    """(x - mean) / std per channel, in the memory format the model runs in.
+
+    Always set explicitly: images stored as (H, W, C) and permuted (a .npy of RGB rows) carry
+    channels_last strides, and elementwise ops keep them, so batches would reach an NCHW model
+    in NHWC (see cnnlab/device.py for why the layout is chosen with care)."""
     x = (x - mean) / std
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
 def default_workers() -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +23,9 @@ from cnnlab.config import Config
 from cnnlab.data import DataBundle, build_data
 from cnnlab.data.augment import Pipeline, build_pipeline
 from cnnlab.data.loader import Loader, make_loader
+from cnnlab.device import amp_dtype, autocast, memory_format
+from cnnlab.device import channels_last as use_channels_last
+from cnnlab.device import setup as device_setup
 from cnnlab.errors import ConfigError, DivergedError, UserError
 from cnnlab.io import write_json
 from cnnlab.models import build_model, count_parameters
@@ -41,42 +43,6 @@ from cnnlab.train.trainer import Callback, StopTraining, Trainer, TrainState
 class RunResult:
     run_dir: Path
     summary: dict[str, Any]
-
-
-# ----------------------------------------------------------------------------- devices
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA, then Apple MPS, then the CPU; an explicit choice must exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: 'cuda' was asked for but no CUDA GPU is visible; use device: auto or cpu")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ConfigError("device: 'mps' was asked for but Apple's MPS backend is not available; use device: auto")
-    return torch.device(name)
-
-
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: 'auto' means bf16 on GPUs that support it, full precision on CPU."""
-    if mode == "off":
-        return None
-    if mode == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    return torch.bfloat16 if mode == "bf16" else torch.float16
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 # ----------------------------------------------------------------------------- session
@@ -140,27 +106,12 @@ class Session:
         )
 
 
-def make_autocast(cfg: Config, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    dtype = amp_dtype(cfg.train.amp, device)
-    if dtype is None:
-        return contextlib.nullcontext
-    return lambda: torch.autocast(device.type, dtype=dtype)
-
-
 def setup_torch(cfg: Config) -> torch.device:
     """Device, threads, seeds and determinism for this run."""
-    device = resolve_device(cfg.device)
     if cfg.engine == "scratch":
         # torch only prepares batches then; idle torch threads would spin and steal NumPy's cores.
         torch.set_num_threads(1)
-    elif cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
-    seed_everything(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    elif device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    return device
+    return device_setup(cfg.device, cfg.seed, None if cfg.engine == "scratch" else cfg.train.threads)
 
 
 def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
@@ -175,8 +126,8 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model.name, cfg.options("model", "name"), pipeline.input_shape, bundle.num_classes)
-    channels_last = cfg.train.channels_last is not False and cfg.engine == "torch"
-    model = model.to(device, memory_format=torch.channels_last) if channels_last else model.to(device)
+    channels_last = cfg.engine == "torch" and use_channels_last(cfg.train.channels_last, device)
+    model = model.to(device, memory_format=memory_format(channels_last))
 
     generator = torch.Generator(device=device)
     generator.manual_seed(cfg.seed)
@@ -208,7 +159,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     # fp16 needs loss scaling so small gradients do not flush to zero; bf16 has fp32's range.
     scaler = torch.amp.GradScaler(device.type) if amp_dtype(cfg.train.amp, device) == torch.float16 else None
     return Session(cfg, device, bundle, model, optimizer, schedule, loss_fn, pipeline, train_loader, eval_loaders,
-                   generator, make_autocast(cfg, device), scaler, penalty,
+                   generator, autocast(cfg.train.amp, device), scaler, penalty,
                    EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None,
                    engine)
 
