@@ -26,7 +26,7 @@ import scipy.io
 from PIL import Image
 
 from cnnlab.config import DataConfig
-from cnnlab.data import read_raw
+from cnnlab.data.build import read_raw
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 

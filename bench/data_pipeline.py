@@ -31,11 +31,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from cnnlab.config import load_config
 from cnnlab.data.loader import default_workers
 from cnnlab.io import write_json
+from cnnlab.resolve import load_config
 from cnnlab.train.progress import Reporter
-from cnnlab.train.runner import build_session
+from cnnlab.train.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -80,11 +80,11 @@ def train_throughput(name: str, shape: tuple[int, int, int], batch: int = 128, s
     """Training images per second of the preset's model on synthetic batches (channels-last, fp32)."""
     import torch
 
-    from cnnlab.config import load_config
     from cnnlab.models import build_model
+    from cnnlab.resolve import load_config
 
     cfg = load_config(ROOT / "configs" / f"{name}.yaml")
-    model = build_model(cfg.model.name, cfg.options("model", "name"), shape, 10).to(memory_format=torch.channels_last)
+    model = build_model(cfg.model, shape, 10).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, *shape).to(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))

@@ -10,27 +10,20 @@ preset runs end to end. Used by bench/presets.py (full size) and the tests (smal
 from __future__ import annotations
 
 import argparse
-import gzip
 import io
-import struct
 import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from cnnlab.data.formats.idx import read_idx
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "datasets"
 MNIST = SHARED / "mnist"
 CIFAR_ZIP = SHARED / "cifar10" / "cifar10-jpeg.zip"
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-
-
-def read_idx(path: Path) -> np.ndarray:
-    raw = gzip.decompress(path.read_bytes())
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4: 4 + 4 * ndim])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def mnist_original_mat(dest: Path, n_train: int = 60000, n_test: int = 10000) -> Path:

@@ -33,7 +33,7 @@ def train(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
 ) -> None:
     """Train a model; the last line printed is the run directory."""
-    from cnnlab.config import load_config
+    from cnnlab.resolve import load_config
     from cnnlab.train.runner import train as run_training
 
     cfg = load_config(config, overrides or [])
@@ -143,8 +143,8 @@ def _print_study(opened: Any, snap: Any) -> None:
 @data_app.command("inspect")
 def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")], overrides: Overrides = None) -> None:
     """Show format, split sizes, classes and counts, image shape, value range and problems."""
-    from cnnlab.config import load_config
     from cnnlab.data.inspect import inspect_data
+    from cnnlab.resolve import load_config
 
     r = inspect_data(load_config(config, overrides or []))
     out.print(f"[bold]format[/] {r['format']}   [bold]path[/] {r['path']}")
@@ -179,8 +179,8 @@ def model_summary(
     classes: Annotated[int | None, typer.Option("--classes", help="number of classes (default: read from the data)")] = None,
 ) -> None:
     """Layer table (output shape, parameters, FLOPs for one image) and totals of the config's model."""
-    from cnnlab.config import load_config
     from cnnlab.models.summary import parse_shape, summarize_config
+    from cnnlab.resolve import load_config
 
     cfg = load_config(config, overrides or [])
     s = summarize_config(cfg, parse_shape(input_shape) if input_shape else None, classes)

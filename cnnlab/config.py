@@ -1,23 +1,23 @@
-"""Config schema, YAML loading, dotted overrides and validation with "did you mean" hints.
+"""The config schema, YAML reading and dotted overrides: plain data, no registry.
 
 The fixed sections are pydantic models. The options of registered things (a data format,
-a model, an optimizer, a schedule, a loss, an augmentation) are validated against the
-signature of the function registered under that name, so adding one needs no edit here.
+a model, an optimizer, a schedule, a loss, an augmentation) are extra keys of their section
+here; cnnlab/resolve.py, which sits above the registries, checks them against the function
+registered under that name, so adding one needs no edit here.
 """
 
 from __future__ import annotations
 
 import copy
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import pydantic
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cnnlab.errors import ConfigError, suggest
-from cnnlab.registry import format_validation_error
 
 
 class _Strict(BaseModel):
@@ -121,21 +121,14 @@ class Config(_Strict):
 
 
 SECTIONS = list(Config.model_fields)
+# Open sections and the key that picks their registered function.
+SELECTORS = {"model": "name", "optim": "name", "schedule": "name", "loss": "name", "data": "format"}
+# The pydantic model of each open section (its fixed keys are not the function's options).
+OPEN_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig,
+                                             "loss": LossConfig, "data": DataConfig}
 
 
-# ----------------------------------------------------------------------------- loading
-
-
-def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config, apply KEY=VALUE overrides, validate everything, resolve defaults."""
-    path = Path(path)
-    raw = read_yaml(path)
-    apply_overrides(raw, overrides)
-    raw.setdefault("name", path.stem)
-    try:
-        return resolve(raw)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}") from None
+# ----------------------------------------------------------------------------- reading and overrides
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -158,16 +151,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-# Open sections and the key that picks their registered function.
-SELECTORS = {"model": "name", "optim": "name", "schedule": "name", "loss": "name", "data": "format"}
-
-
-def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...]) -> None:
+def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...],
+                    accepted: Callable[[str, Any], set[str] | None] = lambda section, name: None) -> None:
     """Apply KEY=VALUE overrides in order.
 
     An override that switches a section to another function (optim.name=adam over a file that
     sets optim.momentum) drops the file's options the new function does not take, so switching
     works from the command line and in studies; options given as overrides are always kept.
+    `accepted(section, name)` is the set of keys the named function's section takes (None when
+    unknown); resolve.apply_overrides supplies it from the registries.
     """
     before = copy.deepcopy(raw)
     given = [apply_override(raw, item) for item in items]
@@ -178,27 +170,12 @@ def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...]) -> 
             continue
         if node.get(selector) == old.get(selector):
             continue
-        accepted = _accepted_options(section, node.get(selector))
-        if accepted is None:
+        keys = accepted(section, node.get(selector))
+        if keys is None:
             continue  # an unknown name: validation will say so
         for key in list(node):
-            if key not in accepted and f"{section}.{key}" not in given and key in old:
+            if key not in keys and f"{section}.{key}" not in given and key in old:
                 del node[key]
-
-
-def _accepted_options(section: str, name: Any) -> set[str] | None:
-    from cnnlab.data.formats import FORMATS
-    from cnnlab.models import MODELS
-    from cnnlab.train.losses import LOSSES
-    from cnnlab.train.optim import OPTIMIZERS
-    from cnnlab.train.schedule import SCHEDULES
-
-    registry = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "data": FORMATS}[section]
-    if name is None or str(name) not in registry:
-        return None
-    fixed = {"model": ModelConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "loss": LossConfig,
-             "data": DataConfig}[section].model_fields
-    return set(fixed) | set(registry.get(str(name)).options())
 
 
 def apply_override(raw: dict[str, Any], item: str) -> str:
@@ -225,27 +202,7 @@ def apply_override(raw: dict[str, Any], item: str) -> str:
     return key
 
 
-def resolve(raw: dict[str, Any]) -> Config:
-    """Validate a raw config dict (fixed sections, then each registered thing's options)."""
-    raw = copy.deepcopy(raw)
-    raw["augment"] = normalize_augment(raw.get("augment"))
-    try:
-        cfg = Config.model_validate(raw)
-    except pydantic.ValidationError as e:
-        first = e.errors()[0]
-        section = str(first["loc"][0]) if first["loc"] else ""
-        known = SECTIONS if len(first["loc"]) == 1 else _fields_at(first["loc"][:-1])
-        loc_rest = first["loc"][1:] if len(first["loc"]) > 1 else first["loc"]
-        if len(first["loc"]) == 1:
-            section = ""
-        sub = pydantic.ValidationError.from_exception_data(
-            e.title, [{**first, "loc": tuple(loc_rest)}]  # type: ignore[typeddict-item]
-        )
-        raise ConfigError(format_validation_error(sub, section, known)) from None
-    return _validate_registered(cfg)
-
-
-def _fields_at(loc: tuple) -> list[str]:
+def fields_at(loc: tuple) -> list[str]:
     """Field names of the (possibly nested, possibly optional) section at `loc`, for hints."""
     model: Any = Config
     for key in loc:
@@ -256,78 +213,3 @@ def _fields_at(loc: tuple) -> list[str]:
         # `EarlyStopConfig | None`: the section is the non-None member of the union.
         model = next((a for a in typing.get_args(ann) if hasattr(a, "model_fields")), ann)
     return list(getattr(model, "model_fields", {}))
-
-
-def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]]:
-    """Accept `- hflip`, `- random_crop: {padding: 4}`, `- {name: random_crop, padding: 4}`,
-    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`."""
-    if items is None:
-        return []
-    if not isinstance(items, list):
-        raise ConfigError(f"{where}: expected a list of augmentations, e.g. [hflip, {{random_crop: {{padding: 4}}}}]")
-    out = []
-    for i, item in enumerate(items):
-        if isinstance(item, str):
-            out.append({"name": item})
-        elif isinstance(item, dict) and "name" in item:
-            out.append(dict(item))
-        elif isinstance(item, dict) and len(item) == 1:
-            (name, opts), = item.items()
-            if opts is None:
-                opts = {}
-            if not isinstance(opts, dict):
-                opts = {_first_option(str(name), f"{where}[{i}]", opts): opts}
-            out.append({"name": name, **opts})
-        else:
-            raise ConfigError(f"{where}[{i}]: expected a name or a one-key mapping, got {item!r}")
-    return out
-
-
-def _first_option(name: str, where: str, value: Any) -> str:
-    """The option a bare value sets: the op's first keyword parameter."""
-    from cnnlab.data.augment import AUGMENTATIONS
-
-    options = AUGMENTATIONS.get(name, where).options()
-    if not options:
-        raise ConfigError(f"{where}.{name}: takes no options, got {value!r}")
-    return options[0]
-
-
-def _validate_registered(cfg: Config) -> Config:
-    """Check each open section's extra keys against the function its selector names."""
-    from cnnlab.data.augment import mixes_labels, resolve_ops
-    from cnnlab.data.formats import FORMATS
-    from cnnlab.models import MODELS
-    from cnnlab.train.losses import LOSSES, SOFT_TARGET_LOSSES
-    from cnnlab.train.optim import OPTIMIZERS
-    from cnnlab.train.schedule import SCHEDULES
-
-    data_fixed = set(DataConfig.model_fields)
-    data = cfg.data.model_dump()
-    fmt_opts = {k: v for k, v in data.items() if k not in data_fixed}
-    fmt_opts = FORMATS.validate(cfg.data.format, fmt_opts, "data", also_known=sorted(data_fixed))
-    cfg.data = DataConfig.model_validate({**{k: data[k] for k in data_fixed}, **fmt_opts})
-
-    for section, selector, registry in (
-        ("model", "name", MODELS),
-        ("optim", "name", OPTIMIZERS),
-        ("schedule", "name", SCHEDULES),
-        ("loss", "name", LOSSES),
-    ):
-        opts = cfg.options(section, selector)
-        fixed = {k for k in type(getattr(cfg, section)).model_fields if k != selector}
-        extra = {k: v for k, v in opts.items() if k not in fixed}
-        name = getattr(getattr(cfg, section), selector)
-        resolved = registry.validate(name, extra, section, also_known=sorted(fixed))
-        kept = {k: v for k, v in opts.items() if k in fixed}
-        model_cls = type(getattr(cfg, section))
-        setattr(cfg, section, model_cls.model_validate({selector: name, **kept, **resolved}))
-
-    cfg.augment = resolve_ops(cfg.augment)  # nested op lists too, with the same "did you mean" errors
-    mixing = mixes_labels(cfg.augment)
-    if mixing and cfg.loss.name not in SOFT_TARGET_LOSSES:
-        raise ConfigError(
-            f"loss.name: '{cfg.loss.name}' cannot learn from the class probabilities that augment's {mixing} "
-            f"produces; use a loss that can ({', '.join(sorted(SOFT_TARGET_LOSSES))}) or remove {mixing}"
-        )
-    return cfg

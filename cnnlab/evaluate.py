@@ -6,22 +6,22 @@ from pathlib import Path
 from typing import Any, Literal
 
 from cnnlab.analysis.confusion import plot_confusion
-from cnnlab.data import build_data
 from cnnlab.data.augment import build_pipeline
-from cnnlab.data.loader import make_loader
+from cnnlab.data.build import build_data
+from cnnlab.data.loading import make_loader
 from cnnlab.device import autocast
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, model_device
-from cnnlab.io import write_json
-from cnnlab.train.losses import build_loss
+from cnnlab.rundir import Run
+from cnnlab.train.losses import LOSSES
 from cnnlab.train.metrics import evaluate
 from cnnlab.train.tta import with_tta
 
 
 def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best", "last"] = "best") -> dict[str, Any]:
     """Evaluate the checkpoint on a split (default: test, else val); write PNG + JSON beside it."""
-    run_dir = Path(run_dir)
-    cfg, info, model, ckpt = load_run_model(run_dir, which)
+    run = Run(run_dir)
+    cfg, info, model, ckpt = load_run_model(run, which)
     device = model_device(model)
     bundle = build_data(cfg.data, cfg.seed, device)
     if bundle.classes != info["classes"]:
@@ -34,19 +34,19 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, len(info["classes"]))
     if list(pipeline.input_shape) != info["input_shape"]:
         raise UserError(f"{cfg.data.path}: images now reach the model as {list(pipeline.input_shape)} "
-                        f"but {run_dir.name} was trained on {info['input_shape']} (C, H, W)")
+                        f"but {run.name} was trained on {info['input_shape']} (C, H, W)")
     loader = make_loader(splits[split], pipeline, cfg.train.eval_batch_size, device, bundle.scale, info["mean"],
                          info["std"], workers=cfg.data.workers)
-    loss_fn = build_loss(cfg.loss, len(info["classes"]))
+    loss_fn = LOSSES.build(cfg.loss, num_classes=len(info["classes"]))
     ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), autocast(cfg.train.amp, device))
-    png = run_dir / f"confusion-{split}-{which}.png"
+    png = run.confusion_png(split, which)
     plot_confusion(ev.confusion.numpy(), info["classes"], png,
-                   f"{run_dir.name}: {split}, {which} checkpoint (epoch {ckpt.get('epoch', '?')}), acc {ev.acc * 100:.2f}%")
+                   f"{run.name}: {split}, {which} checkpoint (epoch {ckpt.get('epoch', '?')}), acc {ev.acc * 100:.2f}%")
     report = {
         "split": split, "checkpoint": which, "epoch": ckpt.get("epoch"), "samples": len(splits[split]),
         "loss": ev.loss, "acc": ev.acc, "top5": ev.top5,
         "per_class_acc": dict(zip(info["classes"], ev.per_class_acc)),
         "confusion": ev.confusion.tolist(), "figure": str(png),
     }
-    write_json(run_dir / f"eval-{split}-{which}.json", report)
+    run.write_eval(split, which, report)
     return report

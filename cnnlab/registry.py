@@ -2,14 +2,18 @@
 
 A builder is a plain function. Its keyword parameters are the config keys users may set
 (type hints become validation, defaults become the resolved config); parameters listed in
-`context` are supplied by cnnlab at build time (the number of classes, the optimizer, ...).
-Registering one function makes it reachable from YAML, CLI overrides and studies.
+`context` are supplied by cnnlab at build time (the number of classes, the parameters to
+optimise, ...). Registering one function makes it reachable from YAML, CLI overrides and
+studies. Every registry is called the same way: `REGISTRY.build(section, **context)`, where
+`section` is the config section (or op mapping) that names the entry and holds its options.
+
+Only the options' annotations are evaluated, never the context's or the return type's, so a
+builder module that imports torch lazily (cnnlab/lazy.py) is validated without torch.
 """
 
 from __future__ import annotations
 
 import inspect
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,19 +34,23 @@ class Entry:
 
     def schema(self) -> type[pydantic.BaseModel]:
         if self._schema is None:
-            hints = typing.get_type_hints(self.fn, include_extras=True)
             fields: dict[str, Any] = {}
             for p in inspect.signature(self.fn).parameters.values():
                 if p.name in self.context or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                     continue
                 default = ... if p.default is inspect.Parameter.empty else p.default
-                fields[p.name] = (hints.get(p.name, Any), default)
+                fields[p.name] = (self._annotation(p.name), default)
             self._schema = pydantic.create_model(  # type: ignore[call-overload]
                 f"{self.name}_options",
                 __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=True),
                 **fields,
             )
         return self._schema
+
+    def _annotation(self, name: str) -> Any:
+        """One option's type (a string under `from __future__ import annotations`, evaluated here)."""
+        ann = self.fn.__annotations__.get(name, Any)
+        return eval(ann, self.fn.__globals__) if isinstance(ann, str) else ann  # noqa: S307 (our own source)
 
     def options(self) -> list[str]:
         return list(self.schema().model_fields)
@@ -51,9 +59,10 @@ class Entry:
 class Registry:
     """Named builders of one kind (models, optimizers, data formats, ...)."""
 
-    def __init__(self, kind: str, selector: str):
-        self.kind = kind  # e.g. "model"
-        self.selector = selector  # the config key that picks an entry, e.g. "model.name"
+    def __init__(self, kind: str, section: str, key: str = "name"):
+        self.kind = kind  # e.g. "data format"
+        self.key = key  # the key of a section that names its entry: "name", or "format" in data:
+        self.selector = f"{section}.{key}"  # for messages, e.g. "data.format"
         self._entries: dict[str, Entry] = {}
 
     def register(self, name: str, *, context: tuple[str, ...] = ()) -> Callable:
@@ -105,14 +114,21 @@ class Registry:
             raise ConfigError(format_validation_error(e, section, known, name)) from None
         return model.model_dump()
 
-    def build(self, name: str, options: dict[str, Any], **context: Any) -> Any:
-        """Call the builder with validated options plus build-time context."""
+    def build(self, section: Any, **context: Any) -> Any:
+        """Call the entry `section` names with the options it holds, plus build-time context.
+
+        `section`: a validated config section (pydantic model) or a mapping, e.g. cfg.model or
+        one op of augment:; keys that are not the entry's options (optim.lr, the selector)
+        are left out, and what the builder needs of them comes in `context`.
+        """
+        settings = section.model_dump() if hasattr(section, "model_dump") else dict(section)
+        name = str(settings[self.key])
         entry = self.get(name)
-        kwargs = dict(options)
+        options = {k: settings[k] for k in entry.options() if k in settings}
         if entry.name.endswith(":"):  # "torchvision:resnet18" passes arch="resnet18"
-            context = {**context, "arch": str(name).split(":", 1)[1]}
+            context = {**context, "arch": name.split(":", 1)[1]}
         wanted = {k: v for k, v in context.items() if k in entry.context}
-        return entry.fn(**kwargs, **wanted)
+        return entry.fn(**options, **wanted)
 
 
 def format_validation_error(

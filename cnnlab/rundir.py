@@ -1,12 +1,18 @@
-"""Run directories: the unit every other command reads.
+"""Run directories: the unit every other command reads. This module owns the contract:
+every file name in a run directory, and every reader and writer of one.
 
 runs/<name>-<timestamp>/
-  config.yaml     resolved config (every default filled in)
-  data.json       classes, label values, input shape, normalisation: what predict needs
-  metrics.jsonl   one object per epoch
-  summary.json    headline numbers, status, versions, device, git commit
-  best.pt last.pt checkpoints (weights_only loadable)
-  curves.png      loss per step, accuracy per epoch
+  config.yaml       resolved config (every default filled in)
+  data.json         classes, label values, input shape, normalisation: what predict needs
+  metrics.jsonl     one object per epoch
+  summary.json      headline numbers, status, versions, device, git commit
+  best.pt last.pt   checkpoints of the torch engine (weights_only loadable); best.npz last.npz
+                    with engine: scratch (no pickles); see cnnlab/checkpoints.py
+  curves.png        loss per step, accuracy per epoch
+  confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
+  traceback.txt     a study run that raised: what it raised
+
+Every file is written atomically (cnnlab/io.py).
 """
 
 from __future__ import annotations
@@ -20,12 +26,18 @@ from typing import Any
 
 import yaml
 
-from cnnlab.config import Config, resolve
-from cnnlab.errors import UserError
-from cnnlab.io import write_json, write_text
+from cnnlab import checkpoints
+from cnnlab.config import Config, read_yaml
+from cnnlab.errors import ConfigError, UserError
+from cnnlab.io import write_json, write_jsonl, write_text
+from cnnlab.resolve import resolve
+
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK = (
+    "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt")
+CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
 
 
-def create(out_dir: str | Path, name: str) -> Path:
+def create(out_dir: str | Path, name: str) -> Run:
     """A new, empty run directory named after the run and the current time."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -34,49 +46,145 @@ def create(out_dir: str | Path, name: str) -> Path:
         path = out / (f"{name}-{stamp}" if k == 0 else f"{name}-{stamp}-{k}")
         try:
             path.mkdir()
-            return path
+            return Run(path)
         except FileExistsError:
             continue
     raise UserError(f"{out}: cannot create a new run directory")
 
 
-def write_config(run_dir: Path, cfg: Config) -> None:
-    """Save the resolved config as YAML."""
-    write_text(run_dir / "config.yaml", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+class Run:
+    """One run directory: its files by name, read and written through here only."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def check(self) -> Run:
+        """This run, or a UserError saying why the folder is not one."""
+        if not self.path.is_dir():
+            raise UserError(f"{self.path}: no such run directory")
+        if not (self.path / CONFIG).is_file():
+            raise UserError(f"{self.path}: not a run directory (no {CONFIG}); pass the folder `cnnlab train` printed")
+        return self
+
+    # ------------------------------------------------------------------ reading
+
+    @property
+    def config(self) -> Config:
+        """The resolved config, validated again (the code may have changed since)."""
+        path = self.check().path / CONFIG
+        raw = read_yaml(path)  # its errors name the file
+        try:
+            return resolve(raw)
+        except ConfigError as e:
+            raise UserError(f"{path}: {e}") from None
+
+    def raw_config(self) -> dict[str, Any] | None:
+        """config.yaml as written, or None when it is missing or damaged (studies compare it)."""
+        try:
+            data = yaml.safe_load((self.path / CONFIG).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def data_info(self) -> dict[str, Any]:
+        """data.json: how the run's data was read, so evaluation and prediction read it alike."""
+        return _read_json(self.path / DATA)
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json, or a UserError when it is missing or damaged."""
+        return _read_json(self.path / SUMMARY)
+
+    def summary_or_none(self) -> dict[str, Any] | None:
+        try:
+            return self.summary
+        except UserError:
+            return None
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The per-epoch metrics (an empty list before the first epoch ends, or when damaged)."""
+        try:
+            lines = (self.path / METRICS).read_text(encoding="utf-8").splitlines()
+            return [json.loads(line) for line in lines if line.strip()]
+        except (OSError, json.JSONDecodeError):
+            return []
+
+    def checkpoint_path(self, which: str) -> Path | None:
+        """best or last, of whichever engine wrote it; None before the first epoch ends."""
+        for suffix in CHECKPOINT_SUFFIX.values():
+            path = self.path / f"{which}{suffix}"
+            if path.is_file():
+                return path
+        return None
+
+    def has_checkpoint(self, which: str) -> bool:
+        return self.checkpoint_path(which) is not None
+
+    def resumable(self) -> bool:
+        """A last checkpoint and data.json are there: `cnnlab resume` can continue the run."""
+        return self.has_checkpoint("last") and (self.path / DATA).is_file()
+
+    def checkpoint(self, which: str, device: Any = "cpu") -> dict[str, Any]:
+        """The payload of best or last (see cnnlab/checkpoints.py), or a UserError saying what to do."""
+        path = self.checkpoint_path(which)
+        if path is None:
+            raise UserError(f"{self.path / which}.pt: not found; the run has not finished an epoch yet "
+                            f"(try `cnnlab resume {self.path}`)")
+        return checkpoints.load(path, device)
+
+    # ------------------------------------------------------------------ writing
+
+    def write_config(self, cfg: Config) -> None:
+        write_text(self.path / CONFIG, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+    def write_data_info(self, info: dict[str, Any]) -> None:
+        write_json(self.path / DATA, info)
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        write_jsonl(self.path / METRICS, history)
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(self.path / SUMMARY, summary)
+
+    def write_checkpoint(self, which: str, payload: dict[str, Any], fmt: str) -> None:
+        checkpoints.save(self.path / f"{which}{CHECKPOINT_SUFFIX[fmt]}", payload, fmt)
+
+    def write_traceback(self, text: str) -> None:
+        write_text(self.path / TRACEBACK, text)
+
+    def write_eval(self, split: str, which: str, report: dict[str, Any]) -> None:
+        write_json(self.path / f"eval-{split}-{which}.json", report)
+
+    @property
+    def curves_png(self) -> Path:
+        return self.path / CURVES
+
+    def confusion_png(self, split: str, which: str) -> Path:
+        return self.path / f"confusion-{split}-{which}.png"
 
 
-def read_config(run_dir: Path) -> Config:
-    """The resolved config of a run, validated again (the code may have changed since)."""
-    path = run_dir / "config.yaml"
-    if not path.is_file():
-        raise UserError(f"{run_dir}: not a run directory (no config.yaml); pass the folder `cnnlab train` printed")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError:
-        raise UserError(f"{path}: damaged config; this run cannot be read") from None
-    try:
-        return resolve(raw)
-    except UserError as e:
-        raise UserError(f"{path}: {e}") from None
-
-
-def read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> dict[str, Any]:
     """A JSON file of a run directory, or a UserError saying which one is missing."""
     if not path.is_file():
         raise UserError(f"{path}: missing; is {path.parent} a complete run directory?")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise UserError(f"{path}: damaged JSON") from None
-
-
-def write_summary(run_dir: Path, summary: dict[str, Any]) -> None:
-    """Write summary.json atomically."""
-    write_json(run_dir / "summary.json", summary)
 
 
 def environment() -> dict[str, Any]:
     """Library versions and the git commit of the working directory, when there is one."""
+    # Imported here, not at the top: reading a run directory (a study's --status) needs no torch.
     import numpy
     import torch
     import torchvision

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import torch
 
+from cnnlab.data.formats.idx import read_idx  # noqa: F401  (tests slice the real files with it)
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests use bench/standins.py
 SHARED = Path(os.environ.get("CNNLAB_SHARED", ROOT.parent / "shared")) / "datasets"
@@ -29,13 +31,6 @@ torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, tor
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Decoded-data cache in a per-session temp folder, never the user's ~/.cache."""
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
-
-
-def read_idx(path: Path) -> np.ndarray:
-    raw = gzip.decompress(path.read_bytes())
-    ndim = raw[3]
-    dims = struct.unpack(">" + "I" * ndim, raw[4 : 4 + 4 * ndim])
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
 def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.config import resolve
+from cnnlab.resolve import resolve
 from cnnlab.train import runner
+from cnnlab.train.session import build_session
 
 # (name, model section, dataset: "cifar" 32 px RGB, "cifar64" upsampled to 64 px, "mnist" 28 px grey)
 FAMILIES = [
@@ -54,7 +55,7 @@ def main(cifar_zip: str, mnist: str, out: str, layout: str) -> None:
     for name, model, dataset in FAMILIES:
         print(f"start {name}", flush=True)
         cfg = resolve(config(model, dataset, cifar_zip, mnist, out, layout))
-        session = runner.build_session(cfg)
+        session = build_session(cfg)
         # A conv whose weight layout is unambiguous (1-channel or 1x1 weights fit both formats).
         conv = next(m for m in session.model.modules() if isinstance(m, torch.nn.Conv2d)
                     and m.in_channels > 1 and m.kernel_size != (1, 1))

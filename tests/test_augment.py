@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.config import DataConfig
-from cnnlab.data import read_raw
 from cnnlab.data.augment import AUGMENTATIONS, Batch, Rng, build_pipeline, resolve_ops
+from cnnlab.data.build import read_raw
 from cnnlab.data.loader import BatchLoader
 from cnnlab.data.types import Split
 
@@ -37,7 +37,7 @@ def labels(raw):
 
 
 def op(name, **kw):
-    return AUGMENTATIONS.build(name, AUGMENTATIONS.validate(name, kw, "augment"), num_classes=10)
+    return AUGMENTATIONS.build({"name": name, **AUGMENTATIONS.validate(name, kw, "augment")}, num_classes=10)
 
 
 def rng(seed=0):

@@ -11,7 +11,7 @@ import torch
 from conftest import write_config
 
 from cnnlab.cli import main
-from cnnlab.config import load_config
+from cnnlab.resolve import load_config
 from cnnlab.train import runner
 
 pytestmark = pytest.mark.slow
@@ -70,7 +70,7 @@ def test_resize_run_trains_evaluates_and_predicts_alike(in_memory, cifar_zip_sma
 def test_file_backed_resume_replays_the_uninterrupted_run(cifar_zip_small, tmp_path, monkeypatch):
     data = {"format": "image_folder", "path": str(cifar_zip_small), "in_memory": "auto", "workers": 2,
             "limit_train": 200}
-    monkeypatch.setattr("cnnlab.data.memory_budget", lambda device: 0)  # auto: file-backed
+    monkeypatch.setattr("cnnlab.data.build.memory_budget", lambda device: 0)  # auto: file-backed
     common = dict(augment=["hflip", {"random_crop": 4}, {"random_erasing": 0.5}, "cutmix"], model={"dropout": 0.2},
                   schedule={"name": "step", "step_size": 1, "gamma": 0.5}, train={"epochs": 2, "batch_size": 32})
     whole = runner.train(load_config(write_config(tmp_path / "a" / "c.yaml", data, **common)), quiet=True).run_dir

@@ -7,9 +7,9 @@ import re
 import pytest
 import yaml
 
-from cnnlab.config import load_config
 from cnnlab.data.augment import build_pipeline
 from cnnlab.errors import ConfigError
+from cnnlab.resolve import load_config
 
 
 @pytest.fixture
@@ -114,7 +114,7 @@ def test_in_memory_false_needs_image_files(base):
     assert load_config(base).data.in_memory == "auto"
     with pytest.raises(ConfigError, match="data.in_memory: Input should be 'auto', True or False"):
         load_config(base, ["data.in_memory=maybe"])
-    from cnnlab.data import build_data
+    from cnnlab.data.build import build_data
 
     with pytest.raises(ConfigError, match="data.in_memory: the idx format holds arrays, not image files"):
         build_data(cfg.data, 0)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from cnnlab.config import apply_override, load_config
+from cnnlab.config import apply_override
 from cnnlab.errors import ConfigError
+from cnnlab.resolve import load_config
 
 
 @pytest.fixture

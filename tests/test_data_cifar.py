@@ -12,7 +12,7 @@ import pytest
 from conftest import CIFAR_CLASSES, cifar_arrays
 
 from cnnlab.config import DataConfig
-from cnnlab.data import build_data, read_raw
+from cnnlab.data.build import build_data, read_raw
 from cnnlab.data.safe_pickle import load_pickle
 from cnnlab.errors import DataError
 

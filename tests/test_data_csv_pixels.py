@@ -12,7 +12,7 @@ from conftest import FASHION, MNIST, read_idx, write_config
 
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
-from cnnlab.data import read_raw
+from cnnlab.data.build import read_raw
 from cnnlab.errors import DataError
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))

@@ -19,7 +19,7 @@ from conftest import FASHION, MNIST, cifar_arrays, read_idx
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
 from cnnlab.data import fetch as fetch_mod
-from cnnlab.data import read_raw
+from cnnlab.data.build import read_raw
 from cnnlab.data.fetch import DATASETS, Remote, fetch
 from cnnlab.errors import DataError
 

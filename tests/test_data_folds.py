@@ -7,9 +7,9 @@ import pytest
 import torch
 from conftest import read_idx
 
-from cnnlab.config import resolve
-from cnnlab.data import build_data
+from cnnlab.data.build import build_data
 from cnnlab.errors import ConfigError, DataError
+from cnnlab.resolve import resolve
 
 
 def data_cfg(path, **extra):

@@ -11,7 +11,7 @@ from conftest import png_bytes
 from PIL import Image
 
 from cnnlab.config import DataConfig
-from cnnlab.data import build_data, read_raw
+from cnnlab.data.build import build_data, read_raw
 from cnnlab.errors import DataError
 
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]

@@ -10,7 +10,7 @@ import scipy.io
 from conftest import MNIST, cifar_arrays, read_idx
 
 from cnnlab.config import DataConfig
-from cnnlab.data import build_data, read_raw
+from cnnlab.data.build import build_data, read_raw
 from cnnlab.errors import DataError
 
 

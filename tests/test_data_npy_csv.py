@@ -9,7 +9,7 @@ import pytest
 from conftest import FASHION, read_idx
 
 from cnnlab.config import DataConfig
-from cnnlab.data import read_raw
+from cnnlab.data.build import read_raw
 from cnnlab.errors import DataError
 
 

@@ -16,7 +16,7 @@ from PIL import Image
 
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
-from cnnlab.data import build_data, read_raw
+from cnnlab.data.build import build_data, read_raw
 from cnnlab.errors import DataError
 
 # Made-up WordNet ids, listed in wnids.txt out of sorted order as in the real file.

@@ -8,14 +8,15 @@ import zipfile
 import pytest
 import torch
 
-import cnnlab.data as data_module
+import cnnlab.data.build as data_module
 from cnnlab.config import DataConfig
-from cnnlab.data import build_data, read_raw
 from cnnlab.data.augment import AUGMENTATIONS, build_pipeline, resolve_ops
+from cnnlab.data.build import build_data, read_raw
 from cnnlab.data.fileloader import FileLoader
 from cnnlab.data.files import fits_in_memory, memory_budget, sample_stats
 from cnnlab.data.formats.image_folder import list_image_folder
-from cnnlab.data.loader import BatchLoader, make_loader
+from cnnlab.data.loader import BatchLoader
+from cnnlab.data.loading import make_loader
 from cnnlab.errors import DataError
 
 CPU = torch.device("cpu")
@@ -197,8 +198,8 @@ def test_unreadable_files_are_named(cifar_zip_small, tmp_path):
 def test_inspect_looks_at_a_sample_of_file_backed_data(cifar_zip_small, tmp_path):
     from conftest import write_config
 
-    from cnnlab.config import load_config
     from cnnlab.data.inspect import inspect_data
+    from cnnlab.resolve import load_config
 
     cfg = write_config(tmp_path / "c.yaml", {"format": "image_folder", "path": str(cifar_zip_small)})
     mem = inspect_data(load_config(cfg, ["data.in_memory=true"]))

@@ -10,9 +10,9 @@ from conftest import write_config
 from torch import nn
 
 from cnnlab.cli import main
-from cnnlab.config import load_config
 from cnnlab.models import MODELS, build_model
 from cnnlab.models.summary import summarize, summarize_config
+from cnnlab.resolve import load_config
 
 
 def lenet_config(path, data, **model):
@@ -45,7 +45,7 @@ def test_lenet_on_real_mnist_flops_match_hand_counts(lenet_cfg):
 
 
 def test_every_resnet_conv_and_linear_costs_what_its_shape_says():
-    m = build_model("resnet", MODELS.validate("resnet", {"depth": 20}, "model"), (3, 32, 32), 10)
+    m = build_model({"name": "resnet", **MODELS.validate("resnet", {"depth": 20}, "model")}, (3, 32, 32), 10)
     s = summarize(m, (3, 32, 32))
     modules = dict(m.named_modules())
     convs = 0

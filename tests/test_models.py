@@ -12,7 +12,7 @@ from cnnlab.models import MODELS, build_model, count_parameters
 
 
 def build(name, shape=(1, 28, 28), k=10, **opts):
-    return build_model(name, MODELS.validate(name, opts, "model"), shape, k)
+    return build_model({"name": name, **MODELS.validate(name, opts, "model")}, shape, k)
 
 
 def test_cnn_options_change_the_network():

@@ -13,7 +13,7 @@ from cnnlab.models import MODELS, build_model, count_parameters
 
 
 def build(shape=(3, 224, 224), k=10, **opts):
-    return build_model("alexnet", MODELS.validate("alexnet", opts, "model"), shape, k)
+    return build_model({"name": "alexnet", **MODELS.validate("alexnet", opts, "model")}, shape, k)
 
 
 @pytest.mark.parametrize("k", [1000, 10])

@@ -12,7 +12,7 @@ from cnnlab.models import MODELS, build_model, count_parameters
 
 
 def build(shape=(1, 28, 28), k=10, **opts):
-    return build_model("lenet", MODELS.validate("lenet", opts, "model"), shape, k)
+    return build_model({"name": "lenet", **MODELS.validate("lenet", opts, "model")}, shape, k)
 
 
 def test_lenet_layout_shapes_and_state_dict_names_on_mnist():

@@ -23,7 +23,7 @@ ACT_TYPES = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu":
 
 
 def build(name, **opts):
-    return build_model(name, MODELS.validate(name, opts, "model"), (3, 32, 32), 10)
+    return build_model({"name": name, **MODELS.validate(name, opts, "model")}, (3, 32, 32), 10)
 
 
 @pytest.mark.parametrize("name", list(SMALL))

@@ -10,11 +10,11 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models import MODELS, build_model, count_parameters
-from cnnlab.models.resnet import BasicBlock, Bottleneck
+from cnnlab.models.blocks import BasicBlock, Bottleneck
 
 
 def build(shape=(3, 64, 64), k=10, **opts):
-    return build_model("resnet", MODELS.validate("resnet", opts, "model"), shape, k)
+    return build_model({"name": "resnet", **MODELS.validate("resnet", opts, "model")}, shape, k)
 
 
 def basic(c_in: int, w: int, stride: int) -> int:

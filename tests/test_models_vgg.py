@@ -13,7 +13,7 @@ from cnnlab.models import MODELS, build_model, count_parameters
 
 
 def build(name, shape=(3, 32, 32), k=10, **opts):
-    return build_model(name, MODELS.validate(name, opts, "model"), shape, k)
+    return build_model({"name": name, **MODELS.validate(name, opts, "model")}, shape, k)
 
 
 @pytest.mark.parametrize("k", [1000, 10])

@@ -13,7 +13,7 @@ import pytest
 from conftest import ROOT
 
 from bench import standins
-from cnnlab.config import load_config
+from cnnlab.resolve import load_config
 from cnnlab.train import runner
 
 QUICK = ["data.limit_train=160", "train.epochs=1", "train.batch_size=32", "train.eval_batch_size=64"]

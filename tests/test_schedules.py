@@ -7,6 +7,7 @@ import math
 
 import pytest
 import torch
+from torch.optim import lr_scheduler
 
 from cnnlab.config import ScheduleConfig
 from cnnlab.errors import ConfigError
@@ -16,29 +17,25 @@ LR = 0.1
 
 
 def make(name: str, epochs: int = 3, spe: int = 4, warmup: float = 0.0, **opts):
-    """A schedule over a real SGD optimizer, options validated as a config would be."""
-    param = torch.nn.Parameter(torch.zeros(3))
-    opt = torch.optim.SGD([param], lr=LR)
+    """A schedule from optim.lr = LR, options validated as a config would be."""
     cfg = ScheduleConfig.model_validate({"name": name, "warmup_epochs": warmup,
                                          **SCHEDULES.validate(name, opts, "schedule")})
-    return opt, build_schedule(cfg, opt, epochs, spe)
+    return build_schedule(cfg, LR, epochs, spe)
 
 
-def drive(opt, sched, epochs: int, spe: int, metrics=None, start_epoch: int = 0) -> list[float]:
+def drive(sched, epochs: int, spe: int, metrics=None, start_epoch: int = 0) -> list[float]:
     """The lr each optimizer step ran with, stepping the schedule as the trainer does."""
     used = []
     for e in range(start_epoch, epochs):
         for _ in range(spe):
-            used.append(opt.param_groups[0]["lr"])
-            opt.step()
+            used.append(sched.lr)
             sched.after_batch()
         sched.after_epoch(metrics[e] if metrics else {})
     return used
 
 
 def lrs(name: str, epochs: int = 3, spe: int = 4, warmup: float = 0.0, metrics=None, **opts) -> list[float]:
-    opt, sched = make(name, epochs, spe, warmup, **opts)
-    return drive(opt, sched, epochs, spe, metrics)
+    return drive(make(name, epochs, spe, warmup, **opts), epochs, spe, metrics)
 
 
 def per_epoch(values: list[float], spe: int) -> list[float]:
@@ -167,10 +164,93 @@ def test_schedule_state_resumes_exactly(name, warmup, opts):
     epochs, spe = 4, 4
     metrics = [{"train_loss": v} for v in (1.0, 1.2, 0.9, 1.1)]
     whole = lrs(name, epochs, spe, warmup, metrics, **opts)
-    opt, sched = make(name, epochs, spe, warmup, **opts)
-    first = drive(opt, sched, 1, spe, metrics)  # one epoch (inside warm-up for some), then "crash"
-    saved = roundtrip({"optimizer": opt.state_dict(), "schedule": sched.state_dict()})  # as last.pt is read
-    opt2, sched2 = make(name, epochs, spe, warmup, **opts)
-    opt2.load_state_dict(saved["optimizer"])
+    sched = make(name, epochs, spe, warmup, **opts)
+    first = drive(sched, 1, spe, metrics)  # one epoch (inside warm-up for some), then "crash"
+    saved = roundtrip({"schedule": sched.state_dict()})  # as last.pt is read
+    sched2 = make(name, epochs, spe, warmup, **opts)
     sched2.load_state_dict(saved["schedule"])
-    assert first + drive(opt2, sched2, epochs, spe, metrics, start_epoch=1) == whole
+    assert first + drive(sched2, epochs, spe, metrics, start_epoch=1) == whole
+
+
+# Every schedule against torch's own lr_scheduler, step by step: the rules are their closed forms.
+TORCH = {
+    "step": ({"step_size": 2, "gamma": 0.5}, lambda o, n: lr_scheduler.StepLR(o, 2, 0.5), "epoch"),
+    "multistep": ({"milestones": [1, 3], "gamma": 0.3}, lambda o, n: lr_scheduler.MultiStepLR(o, [1, 3], 0.3), "epoch"),
+    "exponential": ({"gamma": 0.7}, lambda o, n: lr_scheduler.ExponentialLR(o, 0.7), "epoch"),
+    "exponential-step": ({"gamma": 0.97, "per": "step"}, lambda o, n: lr_scheduler.ExponentialLR(o, 0.97), "step"),
+    "cosine": ({"min_lr": 0.002}, lambda o, n: lr_scheduler.CosineAnnealingLR(o, n, 0.002), "step"),
+    "onecycle": ({}, lambda o, n: lr_scheduler.OneCycleLR(o, LR, total_steps=n, pct_start=0.25, div_factor=25,
+                                                           final_div_factor=1e4, cycle_momentum=False), "step"),
+    "onecycle-linear": ({"anneal_strategy": "linear", "pct_start": 0.4},
+                        lambda o, n: lr_scheduler.OneCycleLR(o, LR, total_steps=n, pct_start=0.4, anneal_strategy="linear",
+                                                             cycle_momentum=False), "step"),
+    "plateau": ({"monitor": "train_loss", "patience": 1, "factor": 0.5, "cooldown": 1, "threshold": 0.01},
+                lambda o, n: lr_scheduler.ReduceLROnPlateau(o, "min", 0.5, 1, 0.01, "rel", 1), "plateau"),
+}
+
+
+@pytest.mark.parametrize("key", list(TORCH))
+def test_every_rule_equals_torchs_scheduler(key):
+    opts, make_torch, when = TORCH[key]
+    name = key.split("-")[0]
+    epochs, spe = 6, 5
+    metrics = [{"train_loss": v} for v in (1.0, 0.9, 0.95, 0.96, 0.8, 0.81)]
+    ours = lrs(name, epochs, spe, metrics=metrics, **opts)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    theirs_sched = make_torch(opt, epochs * spe)
+    theirs = []
+    for e in range(epochs):
+        for _ in range(spe):
+            theirs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if when == "step":
+                theirs_sched.step()
+        if when == "epoch":
+            theirs_sched.step()
+        elif when == "plateau":
+            theirs_sched.step(metrics[e]["train_loss"])
+    assert ours == pytest.approx(theirs, rel=1e-12)
+
+
+def test_onecycle_too_short_for_its_phases_collapses_them():
+    # 4 steps: the warm-up phase ends at step 0.25 * 4 - 1 = 0 and has no length.
+    got = lrs("onecycle", epochs=1, spe=4)
+    assert got[0] == pytest.approx(LR) and got[-1] == pytest.approx(LR / 25 / 1e4)
+    assert got == sorted(got, reverse=True)
+    for n in (1, 2, 3):  # shorter still: as torch's formula gives
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+        theirs = lr_scheduler.OneCycleLR(opt, LR, total_steps=n, pct_start=0.25, cycle_momentum=False)
+        want = []
+        for _ in range(n):
+            want.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if len(want) < n:
+                theirs.step()
+        assert lrs("onecycle", epochs=1, spe=n) == pytest.approx(want, rel=1e-12)
+
+
+def test_onecycle_cycles_momentum_when_asked():
+    sched = make("onecycle", epochs=1, spe=8, cycle_momentum=True)
+    seen = []
+    for _ in range(8):
+        seen.append(sched.momentum)
+        sched.after_batch()
+    assert seen[0] == pytest.approx(0.95) and min(seen) == pytest.approx(0.85) and seen[-1] == pytest.approx(0.95)
+    assert make("onecycle").momentum is None
+
+
+def test_old_checkpoints_schedule_state_is_read():
+    """cnnlab 0.1 kept torch's scheduler state; its counters carry over."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    old = lr_scheduler.ReduceLROnPlateau(opt, "min", 0.5, 0)
+    for v in (1.0, 1.1, 1.2):
+        old.step(v)
+    sched = make("plateau", monitor="train_loss", patience=0, factor=0.5)
+    sched.load_state_dict(roundtrip({"s": {"steps": 12, "scheduler": old.state_dict()}})["s"])
+    assert sched.lr == pytest.approx(opt.param_groups[0]["lr"]) and sched.epochs == 3
+    step_old = lr_scheduler.StepLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR), 2, 0.5)
+    for _ in range(3):
+        step_old.step()
+    sched = make("step", step_size=2, gamma=0.5)
+    sched.load_state_dict({"steps": 12, "scheduler": step_old.state_dict()})
+    assert sched.epochs == 3 and sched.lr == pytest.approx(LR * 0.5)

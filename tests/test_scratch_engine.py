@@ -12,9 +12,10 @@ import torch
 from conftest import ROOT, read_idx, write_config
 
 from cnnlab.cli import main
-from cnnlab.config import load_config
 from cnnlab.errors import ConfigError
+from cnnlab.resolve import load_config
 from cnnlab.train import runner
+from cnnlab.train.session import build_session
 
 LENET = {"name": "lenet", "dropout": 0.0}
 
@@ -34,9 +35,9 @@ def metrics(run_dir):
 
 def test_both_engines_start_from_the_same_weights_and_follow_the_same_curve(mnist_small, tmp_path):
     path = lenet_config(tmp_path, mnist_small, train={"epochs": 1, "batch_size": 32})
-    torch_session = runner.build_session(load_config(path))
-    scratch_session = runner.build_session(load_config(path, ["engine=scratch"]))
-    net = scratch_session.scratch["net"]
+    torch_session = build_session(load_config(path))
+    scratch_session = build_session(load_config(path, ["engine=scratch"]))
+    net = scratch_session.engine.net
     theirs = {k: v.detach().numpy() for k, v in torch_session.model.state_dict().items()}
     ours = net.state_dict()
     # LeNet's Sequential indices are the same in both engines; the engine's first conv has a
@@ -108,7 +109,7 @@ def test_options_the_engine_lacks_are_refused_before_any_work(mnist_small, tmp_p
         ("augment=[mixup]", "augment: not available"),
     ]:
         with pytest.raises(ConfigError, match=message):
-            runner.build_session(load_config(path, ["engine=scratch", override]))
+            build_session(load_config(path, ["engine=scratch", override]))
     assert not (tmp_path / "runs").exists()
 
 
@@ -117,8 +118,8 @@ def test_cnn_configs_and_clipping_run_on_the_engine(mnist_small, tmp_path):
              "fc_hidden": [16], "fc_norm": True, "dropout": 0.1}
     path = lenet_config(tmp_path, mnist_small, model=model, train={"epochs": 1, "batch_size": 32,
                                                                    "grad_clip": 0.5, "grad_clip_value": 0.1})
-    session = runner.build_session(load_config(path, ["engine=scratch", "optim.name=adam", "optim.lr=0.003"]))
-    ours, theirs = session.scratch["net"], session.model
+    session = build_session(load_config(path, ["engine=scratch", "optim.name=adam", "optim.lr=0.003"]))
+    ours, theirs = session.engine.net, session.model
     x = torch.randn(4, 1, 28, 28)
     theirs.eval()
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Whole LeNet against torch's nn.Sequential, state_dict mapping, npz io and conv chunking."""
+"""Whole LeNet (cnnlab's, copied into the engine) against torch, torch -> NumPy conversion, npz io, conv chunking."""
 
 from __future__ import annotations
 
@@ -7,16 +7,11 @@ import os
 import numpy as np
 import pytest
 
-from cnnlab.scratch import (
-    SoftmaxCrossEntropy,
-    build,
-    lenet,
-    load_model,
-    load_npz,
-    save_model,
-    save_npz,
-)
+from bench.scratch.stack import lenet
+from cnnlab.errors import ConfigError
+from cnnlab.scratch import SoftmaxCrossEntropy, load_model, load_npz, save_model, save_npz
 from cnnlab.scratch.layers import BatchNorm1d, Conv2d, Dropout, Linear, MaxPool2d, conv
+from cnnlab.train.numpy_engine import convert
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
@@ -34,7 +29,7 @@ class FixedMask(nn.Module):
 
 
 def torch_lenet(dropout_mask=None) -> nn.Sequential:
-    """The same layer order as cnnlab.scratch.lenet()."""
+    """The same layer order as cnnlab's lenet model (a conv bias where the engine has a zero one)."""
     middle = [FixedMask(dropout_mask)] if dropout_mask is not None else []
     return nn.Sequential(nn.Conv2d(1, 6, 5), nn.BatchNorm2d(6), nn.ReLU(), *middle,
                          nn.MaxPool2d(2), nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
@@ -52,7 +47,7 @@ def test_lenet_shapes_and_names():
     assert model.params["9.weight"].shape == (10, 256)
     cifar = lenet(in_channels=3, input_size=32, batch_norm=False, dropout=0.0,
                   activation="tanh", num_classes=5)
-    assert cifar.params["7.weight"].shape == (5, 400)  # 32 -> 28 -> 14 -> 10 -> 5
+    assert cifar.params["9.weight"].shape == (5, 400)  # 32 -> 28 -> 14 -> 10 -> 5; indices never move
     assert cifar.forward(np.zeros((1, 3, 32, 32), np.float32)).shape == (1, 5)
 
 
@@ -88,7 +83,7 @@ def test_lenet_forward_backward_matches_torch(rng, assert_close):
 
 def test_weights_copied_from_torch_give_torch_outputs(assert_close, rng):
     torch.manual_seed(0)
-    reference = torch_lenet().eval()
+    reference = torch_lenet(np.ones(1, np.float32)).eval()  # dropout 0 keeps its place in cnnlab's LeNet
     with torch.no_grad():  # non-trivial running statistics
         reference[1].running_mean.uniform_(-0.5, 0.5)
         reference[1].running_var.uniform_(0.5, 2.0)
@@ -98,7 +93,7 @@ def test_weights_copied_from_torch_give_torch_outputs(assert_close, rng):
     with torch.no_grad():
         expected = reference(torch.from_numpy(x))
     assert_close(model.forward(x, training=False), expected, rtol=1e-5)
-    back = torch_lenet()
+    back = torch_lenet(np.ones(1, np.float32))
     back.load_state_dict(to_torch_state(model.state_dict()))
     for key, value in reference.state_dict().items():
         assert torch.equal(back.state_dict()[key], value), key
@@ -116,30 +111,27 @@ def test_params_only_backward_matches_full_backward(rng):
         np.testing.assert_allclose(model.grads[key], value, rtol=1e-12, atol=1e-18)
 
 
-def test_build_from_spec():
-    spec = [
-        {"type": "conv", "out_channels": 4, "kernel_size": 3, "padding": 1},
-        {"type": "act", "name": "leaky_relu", "negative_slope": 0.1},
-        {"type": "pool", "kind": "avg", "kernel_size": 2},
-        {"type": "conv", "out_channels": 8, "kernel_size": 3, "stride": 2, "init": "kaiming"},
-        {"type": "bn"},
-        {"type": "act", "name": "relu"},
-        {"type": "dropout", "p": 0.2},
-        {"type": "flatten"},
-        {"type": "linear", "out_features": 16},
-        {"type": "bn"},
-        {"type": "act", "name": "softplus"},
-        {"type": "linear", "out_features": 3},
-    ]
-    model = build(spec, in_channels=2, input_size=(12, 10), rng=np.random.default_rng(0))
-    assert isinstance(model[6], Dropout) and isinstance(model[9], BatchNorm1d)
-    assert model[8].in_features == 8 * 2 * 2  # 12x10 -> pool 6x5 -> conv k3 s2 -> 2x2
-    out = model.forward(np.zeros((2, 2, 12, 10), np.float32))
-    assert out.shape == (2, 3)
-    with pytest.raises(ValueError):
-        build([{"type": "linear", "out_features": 3}], in_channels=1, input_size=4)
-    with pytest.raises(ValueError):
-        build([{"type": "conv", "out_channels": 1, "kernel_size": 5}], 1, 3)
+def test_convert_copies_every_supported_layer_and_refuses_the_rest(rng, assert_close):
+    torch.manual_seed(0)
+    reference = nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.LeakyReLU(0.1), nn.AvgPool2d(2),
+        nn.Sequential(nn.Conv2d(4, 8, 3, stride=2, bias=False), nn.BatchNorm2d(8), nn.ReLU()),  # nested, as builders nest
+        nn.Dropout(0.2), nn.Flatten(), nn.Linear(8 * 2 * 2, 16), nn.BatchNorm1d(16), nn.Softplus(),
+        nn.Identity(), nn.Sigmoid(), nn.Tanh(), nn.Linear(16, 3),
+    ).eval()
+    with torch.no_grad():
+        reference[3][1].running_var.uniform_(0.5, 2.0)
+    model, names = convert(reference, np.random.default_rng(0))
+    assert len(model) == 15 and isinstance(model[6], Dropout) and isinstance(model[9], BatchNorm1d)
+    assert names["3.weight"] == "3.0.weight" and names["9.running_var"] == "7.running_var"
+    x = rng.standard_normal((2, 2, 12, 10)).astype(np.float32)
+    with torch.no_grad():
+        expected = reference(torch.from_numpy(x))
+    assert_close(model.forward(x, training=False), expected, rtol=1e-5)
+    with pytest.raises(ConfigError, match=r"cannot run layer '0' \(Conv2d\)"):
+        convert(nn.Sequential(nn.Conv2d(4, 4, 3, groups=2)), rng)
+    with pytest.raises(ConfigError, match=r"cannot run layer '1' \(GELU\)"):
+        convert(nn.Sequential(nn.Linear(2, 2), nn.GELU()), rng)
 
 
 def test_save_load_roundtrip(tmp_path, rng):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cnnlab.scratch import SGD, Adam, ExponentialLR, Linear, StepLR, load_npz, save_npz
+from cnnlab.scratch import SGD, Adam, Linear, load_npz, save_npz
 
 torch = pytest.importorskip("torch")
 
@@ -102,27 +102,3 @@ def test_zero_grad_and_validation():
         SGD(layer.parameters(), lr=0.1, nesterov=True)
     with pytest.raises(ValueError):
         SGD([], lr=0.1)
-
-
-@pytest.mark.parametrize("ours,theirs", [
-    (lambda o: StepLR(o, step_size=3, gamma=0.5),
-     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5)),
-    (lambda o: StepLR(o, step_size=1, gamma=0.9),
-     lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.9)),
-    (lambda o: ExponentialLR(o, gamma=0.8),
-     lambda o: torch.optim.lr_scheduler.ExponentialLR(o, gamma=0.8)),
-], ids=["step3", "step1", "exp"])
-def test_schedules_match_torch(ours, theirs):
-    opt = SGD(Linear(2, 2).parameters(), lr=0.4)
-    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4)
-    sched, tsched = ours(opt), theirs(topt)
-    for _ in range(12):
-        assert opt.lr == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
-        assert sched.get_last_lr() == pytest.approx(tsched.get_last_lr()[0], rel=1e-12)
-        topt.step()
-        sched.step()
-        tsched.step()
-    state = sched.state_dict()
-    again = ours(SGD(Linear(2, 2).parameters(), lr=0.4))
-    again.load_state_dict(state)
-    assert again.optimizer.lr == pytest.approx(opt.lr, rel=1e-15)

@@ -12,12 +12,15 @@ from conftest import write_config
 from torch import nn
 
 from cnnlab.cli import main
-from cnnlab.config import Config, load_config
+from cnnlab.config import Config
 from cnnlab.errors import ConfigError
+from cnnlab.resolve import load_config
+from cnnlab.rundir import Run
 from cnnlab.train.early_stop import EarlyStopping
-from cnnlab.train.losses import build_loss, l2_parameters
+from cnnlab.train.losses import LOSSES, l2_parameters
 from cnnlab.train.progress import Reporter
-from cnnlab.train.runner import build_session, resume, train
+from cnnlab.train.runner import resume, train
+from cnnlab.train.session import build_session
 from cnnlab.train.trainer import StopTraining
 
 ONE_EPOCH = {"epochs": 1}  # 3 steps of 64 images: exact replays stay within float tolerance
@@ -167,7 +170,7 @@ def test_hinge_loss_follows_the_multiclass_hinge_formula(mnist_small, tmp_path):
     x, y = next(iter(s.train_loader))
     with torch.no_grad():
         logits = s.model(x)
-    loss = build_loss(cfg.loss, 10)(logits, y)
+    loss = LOSSES.build(cfg.loss, num_classes=10)(logits, y)
     true = logits.gather(1, y[:, None])
     terms = (2.0 - true + logits).clamp(min=0) ** 2
     terms[torch.arange(len(y)), y] = 0  # j != y only
@@ -249,12 +252,12 @@ def test_ema_averages_weights_and_batchnorm_buffers(mnist_small, tmp_path):
     raw, avg = [], []
 
     def snapshot(epoch, metrics):
-        raw.append({k: v.clone() for k, v in trainer.model.state_dict().items()})
-        avg.append({k: v.clone() for k, v in trainer.ema.module.state_dict().items()})
+        raw.append({k: v.clone() for k, v in trainer.engine.model.state_dict().items()})
+        avg.append({k: v.clone() for k, v in trainer.engine.ema.module.state_dict().items()})
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    trainer = s.trainer(run_dir, Reporter(3, 1, quiet=True), [snapshot])
+    trainer = s.trainer(Run(run_dir), Reporter(3, 1, quiet=True), [snapshot])
     trainer.fit()
     float_keys = [k for k, v in raw[0].items() if v.is_floating_point()]
     assert any("running_mean" in k for k in float_keys)

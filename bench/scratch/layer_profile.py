@@ -11,8 +11,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from cnnlab.scratch import SGD, SoftmaxCrossEntropy, lenet
-from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, standardize
+from bench.scratch.stack import MNIST_MEAN, MNIST_STD, lenet, load_mnist, standardize
+from cnnlab.scratch import SGD, SoftmaxCrossEntropy
 
 
 def main(argv: list[str] | None = None) -> None:

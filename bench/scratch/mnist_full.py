@@ -22,10 +22,18 @@ import time
 
 import numpy as np
 
-from cnnlab.scratch import SGD, Adam, ExponentialLR, StepLR, lenet
-from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, standardize
+from bench.scratch.stack import (
+    MNIST_MEAN,
+    MNIST_STD,
+    evaluate,
+    lenet,
+    load_mnist,
+    standardize,
+    train_epoch,
+)
+from cnnlab.scratch import SGD, Adam
 from cnnlab.scratch.threads import blas_threads
-from cnnlab.scratch.train import evaluate, train_epoch
+from cnnlab.train.schedule import SCHEDULES
 
 
 def random_shift(batch: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:
@@ -72,9 +80,11 @@ def main(argv: list[str] | None = None) -> dict:
                         nesterov=args.momentum > 0, weight_decay=args.weight_decay)
     else:
         optimizer = Adam(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = {"exp": lambda: ExponentialLR(optimizer, args.gamma),
-                 "step": lambda: StepLR(optimizer, args.step_size, args.gamma),
-                 "none": lambda: None}[args.schedule]()
+    # cnnlab's own schedules (the ones `cnnlab train` uses), stepped once per epoch.
+    section = {"exp": {"name": "exponential", "gamma": args.gamma},
+               "step": {"name": "step", "step_size": args.step_size, "gamma": args.gamma},
+               "none": {"name": "none"}}[args.schedule]
+    scheduler = SCHEDULES.build(section, lr=args.lr, steps=args.epochs, steps_per_epoch=1)
     augment = random_shift if args.augment else None
     print(f"config: {vars(args)}")
     train_seconds, history = 0.0, []
@@ -93,8 +103,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"epoch {epoch:2d}  lr {optimizer.lr:.5f}  loss {stats['loss']:.4f}  "
                   f"train acc {stats['accuracy']:.4f}  test acc {accuracy:.4f}  "
                   f"train time {train_seconds:6.1f}s  eval {eval_seconds:.2f}s", flush=True)
-            if scheduler is not None:
-                scheduler.step()
+            scheduler.after_batch()  # one "step" per epoch: the epoch counts for the schedule
+            scheduler.after_epoch({})
+            optimizer.lr = scheduler.lr
             if train_seconds > args.time_limit:
                 print(f"time limit reached after epoch {epoch}")
                 break

@@ -26,11 +26,18 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.scratch import SGD, SoftmaxCrossEntropy, lenet
-from cnnlab.scratch.data import MNIST_MEAN, MNIST_STD, load_mnist, standardize
+from bench.scratch.stack import (
+    MNIST_MEAN,
+    MNIST_STD,
+    lenet,
+    load_mnist,
+    predict,
+    standardize,
+    train_step,
+)
+from cnnlab.scratch import SGD, SoftmaxCrossEntropy
 from cnnlab.scratch.layers import conv
 from cnnlab.scratch.threads import blas_threads
-from cnnlab.scratch.train import predict, train_step
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

@@ -1,4 +1,4 @@
-"""A cache of decoded datasets, so image files are decoded once, not once per run."""
+"""A cache of decoded datasets (and of file listings), so image files are decoded once, not once per run."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import json
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
-import torch
 
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.io import atomic_path
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+T = TypeVar("T")
 
 
 def default_cache_dir() -> Path:
@@ -23,23 +27,32 @@ def default_cache_dir() -> Path:
     return Path(base) / "cnnlab"
 
 
-def cached(cache_dir: Path | None, key: dict, build: Callable[[], RawDataset]) -> RawDataset:
-    """Load the dataset stored under `key`, or build it and store it (atomically)."""
+def cached_value(cache_dir: Path | None, key: dict, suffix: str, build: Callable[[], T],
+                 load: Callable[[Path], T], save: Callable[[Path, T], None]) -> T:
+    """The value stored under `key` (any JSON-able dict), or build it and store it (atomically).
+
+    A damaged entry is rebuilt, never trusted; an unwritable cache only costs time.
+    """
     if cache_dir is None:
         return build()
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_dir / f"{digest}.npz"
+    path = cache_dir / f"{digest}{suffix}"
     if path.is_file():
         try:
-            return _load(path)
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)  # a damaged cache entry is rebuilt, never trusted
-    raw = build()
+            return load(path)
+        except (OSError, ValueError, KeyError, TypeError):
+            path.unlink(missing_ok=True)
+    value = build()
     try:
-        _save(path, raw)
+        save(path, value)
     except OSError:
-        pass  # an unwritable cache only costs time
-    return raw
+        pass
+    return value
+
+
+def cached(cache_dir: Path | None, key: dict, build: Callable[[], RawDataset]) -> RawDataset:
+    """The decoded dataset stored under `key`, or build it and store it."""
+    return cached_value(cache_dir, key, ".npz", build, _load, _save)
 
 
 def _save(path: Path, raw: RawDataset) -> None:

@@ -15,8 +15,6 @@ generator, which MixUp/CutMix draw from) at an epoch boundary replays the same e
 
 from __future__ import annotations
 
-import os
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,41 +24,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.augment import Pipeline, build_pipeline
 from cnnlab.data.decode import decode_one
-from cnnlab.data.loader import normalise
+from cnnlab.data.loader import Normalise
+from cnnlab.data.sources import FileTree
 from cnnlab.data.types import FileSplit
 from cnnlab.errors import DataError, UserError
-
-
-class MemberReader:
-    """Reads files of a folder or zip archive; each process opens its own archive handle.
-
-    A zip handle shared across fork() shares one file offset between processes, so the
-    handle is (re)opened lazily in whichever process reads.
-    """
-
-    def __init__(self, source: str):
-        self.path = Path(source)
-        self.is_zip = self.path.is_file()
-        self._zip: zipfile.ZipFile | None = None
-        self._pid: int | None = None
-
-    def read(self, rel: str) -> bytes:
-        """The bytes of one file."""
-        try:
-            if not self.is_zip:
-                return (self.path / rel).read_bytes()
-            if self._zip is None or self._pid != os.getpid():
-                self._zip, self._pid = zipfile.ZipFile(self.path), os.getpid()
-            return self._zip.read(rel)
-        except (OSError, zipfile.BadZipFile, KeyError) as e:
-            raise DataError(f"{self.describe(rel)}: cannot read ({e}); the dataset changed since it was listed") from None
-
-    def describe(self, rel: str) -> str:
-        """A path a person can find: 'archive.zip:member' or the full file path."""
-        return f"{self.path}:{rel}" if self.is_zip else str(self.path / rel)
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_zip": None, "_pid": None}
 
 
 class ImageFiles(Dataset):
@@ -70,7 +37,7 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, split: FileSplit, pipeline: Pipeline, train: bool, scale: float):
-        self.reader = MemberReader(split.source)
+        self.reader = FileTree(Path(split.source))
         self.files = split.files
         self.labels = None if split.y is None else split.y.tolist()
         c, h, w = split.shape
@@ -142,16 +109,14 @@ class FileLoader:
         if train and generator is None:
             raise ValueError("a training FileLoader needs the run's generator")
         self.device, self.batch_size, self.train = device, batch_size, train
-        self.generator, self.channels_last = generator, channels_last
+        self.generator = generator
         self.labelled = split.y is not None
         self.dataset = ImageFiles(split, pipeline, train, scale)
         self.batch_op = pipeline.v2_batch() if train else None
         # Per-sample seeds only when a per-image op is random: without one, the generator
         # advances exactly as the in-memory loader's does (the same shuffles, epoch by epoch).
         self.seeded = train and any(not op.always for op in pipeline.image_ops)
-        c = split.shape[0]
-        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, c, 1, 1)
-        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.normalise = Normalise(mean, std, device, channels_last)
         self.plan = EpochPlan()
         self.loader = DataLoader(
             self.dataset, batch_sampler=self.plan, num_workers=workers, pin_memory=device.type == "cuda",
@@ -185,7 +150,7 @@ class FileLoader:
                 y = y.to(self.device, non_blocking=True) if self.labelled else None
                 if self.batch_op is not None and y is not None:
                     x, y = self.batch_op(x, y)
-                yield normalise(x, self.mean, self.std, self.channels_last), y
+                yield self.normalise(x), y
         except UserError as e:
             # A worker's error arrives wrapped in its traceback; keep the one line that names the file.
             raise type(e)(_last_line(str(e))) from None

@@ -10,20 +10,21 @@ otherwise the run reads the files per batch (fileloader.py).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from cnnlab.data.cache import cached_value
 from cnnlab.data.decode import decode_many
 from cnnlab.data.sources import FileTree
 from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import FileSplit, Split
 from cnnlab.io import write_json
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 STATS_SAMPLE = 2000  # training images decoded to estimate the file-backed normalisation statistics
 LISTERS: dict[str, Callable[..., FileListing]] = {}
@@ -109,21 +110,9 @@ def sample_stats(split: FileSplit, seed: int, n: int = STATS_SAMPLE) -> tuple[li
 
 def cached_listing(cache_dir: Path | None, key: dict, build: Callable[[], FileListing]) -> FileListing:
     """The listing stored under `key` (a JSON file), or build and store it: probing every header is slow."""
-    if cache_dir is None:
-        return build()
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
-    path = cache_dir / f"{digest}.listing.json"
-    if path.is_file():
-        try:
-            return _from_json(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError):
-            path.unlink(missing_ok=True)  # a damaged entry is rebuilt, never trusted
-    listing = build()
-    try:
-        write_json(path, _to_json(listing))
-    except OSError:
-        pass  # an unwritable cache only costs time
-    return listing
+    return cached_value(cache_dir, key, ".listing.json", build,
+                        lambda path: _from_json(json.loads(path.read_text(encoding="utf-8"))),
+                        lambda path, listing: write_json(path, _to_json(listing)))
 
 
 def _to_json(listing: FileListing) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 
 from cnnlab.config import Config
-from cnnlab.data import build_data
+from cnnlab.data.build import build_data
 from cnnlab.data.files import decode_sample
 from cnnlab.data.types import DataBundle, FileSplit, Split
 

@@ -6,9 +6,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import torch
 
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 
 def numeric_classes(

@@ -1,10 +1,11 @@
-"""Batches for the trainer: from uint8 tensors on the device, or from image files.
+"""Batches for the trainer from uint8 tensors on the device, and what every loader shares.
 
 In memory (BatchLoader), decoding happened once; each batch is an index, a dtype
 conversion, the batched augmentation ops and a normalisation, all tensor ops on the
 device. This replaces a DataLoader over per-image PIL transforms, which on a 2-core CPU
 is slower than the model. Datasets too large for memory use the FileLoader
-(fileloader.py) instead; both follow the Loader protocol, so the trainer takes either.
+(fileloader.py) instead; both follow the Loader protocol, so the trainer takes either, and
+loading.make_loader picks one for a split.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from cnnlab.data.augment import Augmentation, Batch, Pipeline, Rng
-from cnnlab.data.types import AnySplit, FileSplit, Split
+from cnnlab.data.augment import Augmentation, Batch, Rng
+from cnnlab.data.types import Split
 
 
 class Loader(Protocol):
@@ -44,6 +45,19 @@ def epoch_rng(generator: torch.Generator | None) -> Rng:
     return Rng(generator, np.random.default_rng(int(seed)))
 
 
+class Normalise:
+    """(x - mean) / std per channel with the training statistics, in the memory format the model runs in."""
+
+    def __init__(self, mean: list[float], std: list[float], device: torch.device, channels_last: bool):
+        c = len(mean)
+        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.channels_last = channels_last
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return normalise(x, self.mean, self.std, self.channels_last)
+
+
 class BatchLoader:
     """Iterate (x, y) batches of an in-memory split, augmented and normalised with the training statistics."""
 
@@ -68,11 +82,8 @@ class BatchLoader:
         self.shuffle = shuffle
         self.augment = augment or []
         self.generator = generator
-        self.channels_last = channels_last
         self.scale = scale
-        c = self.x.shape[1]
-        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, c, 1, 1)
-        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, c, 1, 1)
+        self.normalise = Normalise(mean, std, device, channels_last)
 
     def __len__(self) -> int:
         return (len(self.x) + self.batch_size - 1) // self.batch_size
@@ -102,7 +113,7 @@ class BatchLoader:
             rng = rng or epoch_rng(self.generator)  # a single batch, outside an epoch
             for op in self.augment:
                 batch = op(batch, rng)
-        return normalise(batch.x, self.mean, self.std, self.channels_last), batch.y
+        return self.normalise(batch.x), batch.y
 
 
 def normalise(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor, channels_last: bool) -> torch.Tensor:
@@ -121,28 +132,3 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
-
-
-def make_loader(
-    split: AnySplit,
-    pipeline: Pipeline,
-    batch_size: int,
-    device: torch.device,
-    scale: float,
-    mean: list[float],
-    std: list[float],
-    *,
-    train: bool = False,
-    generator: torch.Generator | None = None,
-    channels_last: bool = False,
-    workers: int | None = None,
-) -> Loader:
-    """The loader for a split: training (shuffled, every op) or evaluation (in order, the always-ops)."""
-    if isinstance(split, FileSplit):
-        from cnnlab.data.fileloader import FileLoader
-
-        return FileLoader(split, pipeline, batch_size, device, scale, mean, std, train=train, generator=generator,
-                          channels_last=channels_last, workers=default_workers() if workers is None else workers)
-    return BatchLoader(split, batch_size, device, scale, mean, std, shuffle=train,
-                       augment=pipeline.train_ops if train else pipeline.eval_ops,
-                       generator=generator if train else None, channels_last=channels_last)

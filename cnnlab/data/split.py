@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
-from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+model_selection = lazy("sklearn.model_selection")  # scikit-learn takes a second to import
 
 
 def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -15,7 +18,7 @@ def stratified_split(y: torch.Tensor, fraction: float, seed: int) -> tuple[torch
     # Stratification needs two samples per class and at least one val sample per class.
     n_val = max(1, round(fraction * len(y)))
     can_stratify = counts[counts > 0].min() >= 2 and n_val >= (counts > 0).sum()
-    train_idx, val_idx = train_test_split(
+    train_idx, val_idx = model_selection.train_test_split(
         index, test_size=n_val, random_state=seed, stratify=labels if can_stratify else None
     )
     return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
@@ -27,6 +30,6 @@ def kfold_split(y: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torc
     counts = np.bincount(labels)
     if counts[counts > 0].min() < folds:
         raise ValueError(f"the smallest class has {counts[counts > 0].min()} training images, fewer than {folds} folds")
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     train_idx, val_idx = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))

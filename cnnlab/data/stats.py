@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import torch
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+
 
 
 def value_scale(x: torch.Tensor) -> float:

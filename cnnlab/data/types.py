@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+
 
 
 @dataclass

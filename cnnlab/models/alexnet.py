@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-from torch import nn
-
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import Activation, Init, Norm, Prob, conv_block, fc_stack, initialize
+from cnnlab.models.registry import CONTEXT, MODELS
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
 
 Stem = Literal["auto", "imagenet", "medium", "small"]
 # First convolution (kernel, stride, padding) per stem. "imagenet" is the paper's 11x11/4;

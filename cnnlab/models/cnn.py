@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-import torch
 from pydantic import Field
-from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import (
     Activation,
     Init,
@@ -20,6 +18,10 @@ from cnnlab.models.layers import (
     norm1d,
     norm2d,
 )
+from cnnlab.models.registry import CONTEXT, MODELS
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
 
 
 def convs_for_depth(depth: int, stages: int, fc_layers: int) -> list[int]:

@@ -1,11 +1,14 @@
-"""Building blocks shared by the model families: activations, normalisation, initialisation."""
+"""Building blocks shared by the model families: option types, activations, normalisation, initialisation."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import Field
-from torch import nn
+
+from cnnlab.lazy import lazy
+
+nn = lazy("torch.nn")
 
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid", "softplus"]
 Norm = Literal["batch", "group", "layer", "instance", "none"]
@@ -17,10 +20,10 @@ _ACTIVATIONS = {
     "relu": lambda: nn.ReLU(inplace=True),
     "leaky_relu": lambda: nn.LeakyReLU(0.01, inplace=True),
     "elu": lambda: nn.ELU(inplace=True),
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "softplus": nn.Softplus,
+    "gelu": lambda: nn.GELU(),
+    "tanh": lambda: nn.Tanh(),
+    "sigmoid": lambda: nn.Sigmoid(),
+    "softplus": lambda: nn.Softplus(),
 }
 
 # The gain kaiming init should use for each activation (torch.nn.init.calculate_gain names).

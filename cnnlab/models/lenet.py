@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from torch import nn
-
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import Activation, Init, Prob, initialize, make_activation
+from cnnlab.models.registry import CONTEXT, MODELS
+
+nn = lazy("torch.nn")
 
 
 def lenet_flat_size(input_size: tuple[int, int]) -> int:

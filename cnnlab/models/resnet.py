@@ -12,10 +12,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import Field
-from torch import nn
 
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import (
     Activation,
     Init,
@@ -26,6 +25,10 @@ from cnnlab.models.layers import (
     make_activation,
     norm2d,
 )
+from cnnlab.models.registry import CONTEXT, MODELS
+
+nn = lazy("torch.nn")
+residual = lazy("cnnlab.models.blocks")  # torch classes: imported when a ResNet is built
 
 IMAGENET_WIDTHS = [64, 128, 256, 512]
 CIFAR_WIDTHS = [16, 32, 64]
@@ -44,71 +47,6 @@ PRESETS: dict[int, tuple[list[int], str, list[int], int]] = {
 }
 
 
-def _shortcut(c_in: int, c_out: int, stride: int, norm: str) -> nn.Module:
-    """Identity, or a strided 1x1 projection (+ norm) when the shape changes (torchvision's choice)."""
-    if stride == 1 and c_in == c_out:
-        return nn.Identity()
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=norm == "none"), norm2d(norm, c_out))  # type: ignore[arg-type]
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions with a residual connection (a 1x1 projection when shapes change)."""
-
-    expansion = 1
-
-    def __init__(self, c_in: int, width: int, stride: int, norm: str, act: str, dropout: float = 0.0):
-        super().__init__()
-        bias = norm == "none"
-        self.conv1 = nn.Conv2d(c_in, width, 3, stride, 1, bias=bias)
-        self.bn1 = norm2d(norm, width)  # type: ignore[arg-type]
-        self.act1 = make_activation(act)  # type: ignore[arg-type]
-        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.conv2 = nn.Conv2d(width, width, 3, 1, 1, bias=bias)
-        self.bn2 = norm2d(norm, width)  # type: ignore[arg-type]
-        self.act2 = make_activation(act)  # type: ignore[arg-type]
-        self.shortcut = _shortcut(c_in, width, stride, norm)
-
-    def last_norm(self) -> nn.Module:
-        return self.bn2
-
-    def forward(self, x):
-        out = self.drop(self.act1(self.bn1(self.conv1(x))))
-        out = self.bn2(self.conv2(out))
-        return self.act2(out + self.shortcut(x))
-
-
-class Bottleneck(nn.Module):
-    """1x1 reduce -> 3x3 (carries the stride, as torchvision's v1.5) -> 1x1 expand to 4x width."""
-
-    expansion = 4
-
-    def __init__(self, c_in: int, width: int, stride: int, norm: str, act: str, dropout: float = 0.0):
-        super().__init__()
-        bias = norm == "none"
-        c_out = width * self.expansion
-        self.conv1 = nn.Conv2d(c_in, width, 1, bias=bias)
-        self.bn1 = norm2d(norm, width)  # type: ignore[arg-type]
-        self.act1 = make_activation(act)  # type: ignore[arg-type]
-        self.conv2 = nn.Conv2d(width, width, 3, stride, 1, bias=bias)
-        self.bn2 = norm2d(norm, width)  # type: ignore[arg-type]
-        self.act2 = make_activation(act)  # type: ignore[arg-type]
-        self.drop = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
-        self.conv3 = nn.Conv2d(width, c_out, 1, bias=bias)
-        self.bn3 = norm2d(norm, c_out)  # type: ignore[arg-type]
-        self.act3 = make_activation(act)  # type: ignore[arg-type]
-        self.shortcut = _shortcut(c_in, c_out, stride, norm)
-
-    def last_norm(self) -> nn.Module:
-        return self.bn3
-
-    def forward(self, x):
-        out = self.act1(self.bn1(self.conv1(x)))
-        out = self.drop(self.act2(self.bn2(self.conv2(out))))
-        out = self.bn3(self.conv3(out))
-        return self.act3(out + self.shortcut(x))
-
-
-BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
 
 
 @MODELS.register("resnet", context=CONTEXT)
@@ -157,7 +95,7 @@ def resnet(
     blocks = blocks or [2, 2, 2, 2]
     widths = widths or IMAGENET_WIDTHS[: len(blocks)] + [512] * max(0, len(blocks) - 4)
     stem_convs = stem_convs or 1
-    block_cls = BLOCKS["basic" if block == "auto" else block]
+    block_cls = residual.BLOCKS["basic" if block == "auto" else block]
     if len(blocks) != len(widths):
         if depth is not None:
             raise ConfigError(f"model.widths: ResNet-{depth} has {len(blocks)} stages, got {len(widths)} widths")
@@ -190,6 +128,6 @@ def resnet(
     if zero_init_residual and norm in ("batch", "group", "layer"):
         # Each block starts as the identity: helps deep nets train from the first step.
         for m in model.modules():
-            if isinstance(m, (BasicBlock, Bottleneck)):
+            if isinstance(m, tuple(residual.BLOCKS.values())):
                 nn.init.zeros_(m.last_norm().weight)
     return model

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
-
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import Activation, Init, Prob, conv_block, fc_stack, initialize
+from cnnlab.models.registry import CONTEXT, MODELS
+
+torch = lazy("torch")
+nn = lazy("torch.nn")
 
 
 @MODELS.register("small_vgg", context=CONTEXT)

@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from cnnlab.config import Config
+from cnnlab.data.build import read_raw
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
 
@@ -112,8 +113,6 @@ def summarize_config(cfg: Config, input_shape: tuple[int, int, int] | None = Non
                      num_classes: int | None = None) -> ModelSummary:
     """Build cfg's model for its data (read only for what the caller did not give) and summarise it."""
     if input_shape is None or num_classes is None:
-        from cnnlab.data import read_raw
-
         raw = read_raw(cfg.data)
         c, h, w = raw.train.x.shape[1:]
         input_shape = input_shape or (int(c), int(h), int(w))
@@ -121,5 +120,5 @@ def summarize_config(cfg: Config, input_shape: tuple[int, int, int] | None = Non
     if num_classes < 1:
         raise UserError(f"--classes: {num_classes} is not a class count; give 1 or more")
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model.name, cfg.options("model", "name"), input_shape, num_classes)
+    model = build_model(cfg.model, input_shape, num_classes)
     return summarize(model, input_shape, cfg.model.name, num_classes)

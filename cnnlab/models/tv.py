@@ -4,26 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-import torchvision
-from torch import nn
-
 from cnnlab.errors import ConfigError, suggest
-from cnnlab.models import MODELS
+from cnnlab.lazy import lazy
+from cnnlab.models.registry import MODELS
 
-
-class ChannelAdapter(nn.Module):
-    """Feeds grayscale (or other channel counts) to a model built for RGB."""
-
-    def __init__(self, in_channels: int, model: nn.Module):
-        super().__init__()
-        self.in_channels = in_channels
-        self.proj = None if in_channels == 1 else nn.Conv2d(in_channels, 3, 1)
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.expand(-1, 3, -1, -1) if self.proj is None else self.proj(x)
-        return self.model(x)
+torchvision = lazy("torchvision")
+nn = lazy("torch.nn")
+blocks = lazy("cnnlab.models.blocks")  # torch classes: imported when a model is built
 
 
 @MODELS.register("torchvision:", context=("arch", "in_channels", "num_classes"))
@@ -36,4 +23,4 @@ def torchvision_model(arch: str, in_channels: int, num_classes: int, options: di
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **options)
     except TypeError as e:
         raise ConfigError(f"model.options: {arch} rejects these options ({e})") from None
-    return model if in_channels == 3 else ChannelAdapter(in_channels, model)
+    return model if in_channels == 3 else blocks.ChannelAdapter(in_channels, model)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from torch import nn
-
 from cnnlab.errors import ConfigError
-from cnnlab.models import CONTEXT, MODELS
+from cnnlab.lazy import lazy
 from cnnlab.models.layers import Activation, Init, Norm, Prob, conv_block, fc_stack, initialize
+from cnnlab.models.registry import CONTEXT, MODELS
+
+nn = lazy("torch.nn")
 
 # Convolutions per stage (3x3, padding 1, each stage ends in a 2x2 max pool), stage widths below.
 CONVS = {"A": [1, 1, 2, 2, 2], "11": [1, 1, 2, 2, 2], "13": [2, 2, 2, 2, 2], "16": [2, 2, 3, 3, 3], "19": [2, 2, 4, 4, 4]}

@@ -1,7 +1,9 @@
-"""A NumPy-only CNN engine: layers, losses, optimizers, schedules and checkpoints.
+"""A NumPy-only CNN engine: layers, losses, optimizers, initialisation, .npz io, gradient checks.
 
 Everything runs on NCHW arrays in the input's dtype (float32 for training, float64 for gradient
-checks). Parameter names and shapes follow torch, so weights move between the two unchanged.
+checks). Parameter names and shapes follow torch, so weights move between the two unchanged:
+cnnlab builds a network with its torch builders and copies it in (cnnlab/train/numpy_engine.py),
+and the one training loop drives it, with cnnlab's schedules, data and run directory.
 """
 
 from .io import load_model, load_npz, save_model, save_npz
@@ -24,9 +26,7 @@ from .layers import (
     Tanh,
 )
 from .losses import MultiClassHinge, SoftmaxCrossEntropy
-from .models import build, lenet
 from .optim import SGD, Adam
-from .schedule import ExponentialLR, StepLR
 from .threads import blas_threads
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "Dropout",
-    "ExponentialLR",
     "Flatten",
     "Layer",
     "LeakyReLU",
@@ -50,11 +49,8 @@ __all__ = [
     "Sigmoid",
     "SoftmaxCrossEntropy",
     "Softplus",
-    "StepLR",
     "Tanh",
     "blas_threads",
-    "build",
-    "lenet",
     "load_model",
     "load_npz",
     "save_model",

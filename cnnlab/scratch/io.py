@@ -3,36 +3,24 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from cnnlab.io import atomic_path
 
 from .layers.base import Layer
 
 
 def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
-    """Write ``arrays`` to ``path`` via a temporary file in the same folder and os.replace.
-
-    A crash mid-write leaves the previous file intact: readers see the old or the new file,
-    never a truncated one (os.replace is atomic within one file system).
-    """
+    """Write ``arrays`` to ``path`` atomically: a crash mid-write leaves the previous file intact."""
     arrays = {key: np.asarray(value) for key, value in arrays.items()}
     for key, value in arrays.items():
         if value.dtype.hasobject:  # would need pickle, which load_npz refuses
             raise TypeError(f"array {key!r} has dtype object; only plain numeric arrays are saved")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.savez(handle, **arrays)
     return path
 
 

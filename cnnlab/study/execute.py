@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
 from cnnlab.config import Config
 from cnnlab.errors import DivergedError, UserError
-from cnnlab.io import write_text
+from cnnlab.rundir import Run
 from cnnlab.study.lease import HOST
+from cnnlab.train import runner
 from cnnlab.train.trainer import Callback
 
 SPLITS = ("train", "val", "test")
@@ -26,39 +26,25 @@ HISTORY_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
 FINISHED = ("completed", "early_stopped", "pruned", "diverged", "failed")
 
 
-def _same_config(run_dir: Path, cfg: Config) -> bool:
-    try:
-        saved = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
-        return False
+def _same_config(run: Run, cfg: Config) -> bool:
     canon = lambda d: json.dumps(d, sort_keys=True, default=str)
-    return canon(saved) == canon(cfg.to_dict())
-
-
-def _read_summary(run_dir: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((run_dir / "summary.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
+    saved = run.raw_config()
+    return saved is not None and canon(saved) == canon(cfg.to_dict())
 
 
 def previous(run_dir: Path, cfg: Config) -> str:
     """What an earlier attempt left in run_dir: 'finished', 'resumable' or 'none'."""
-    if not run_dir.is_dir() or not _same_config(run_dir, cfg):
+    run = Run(run_dir)
+    if not run_dir.is_dir() or not _same_config(run, cfg):
         return "none"
-    summary = _read_summary(run_dir)
+    summary = run.summary_or_none()
     if summary is not None and summary.get("status") in FINISHED:
         return "finished"
-    last = (run_dir / "last.pt").is_file() or (run_dir / "last.npz").is_file()  # torch or NumPy engine
-    if last and (run_dir / "data.json").is_file():
-        return "resumable"
-    return "none"
+    return "resumable" if run.resumable() else "none"
 
 
 def run_unit(cfg: Config, run_dir: Path, callbacks: list[Callback]) -> dict[str, Any]:
     """Train one run into run_dir (resuming or reusing an earlier attempt); return its row."""
-    from cnnlab.train import runner
-
     state = previous(run_dir, cfg)
     status, reason = None, None
     try:
@@ -75,22 +61,14 @@ def run_unit(cfg: Config, run_dir: Path, callbacks: list[Callback]) -> dict[str,
     except Exception as e:
         status, reason = "failed", f"{type(e).__name__}: {e}"
         if run_dir.is_dir():
-            write_text(run_dir / "traceback.txt", traceback.format_exc())
-    summary = _read_summary(run_dir) if run_dir.is_dir() else None
-    row = make_row(summary, _history(run_dir))
+            Run(run_dir).write_traceback(traceback.format_exc())
+    run = Run(run_dir)
+    row = make_row(run.summary_or_none() if run_dir.is_dir() else None, run.history)
     if status is not None:
         row["status"], row["reason"] = status, reason
     row["reused"] = state == "finished"
     row["threads"] = torch.get_num_threads()
     return row
-
-
-def _history(run_dir: Path) -> list[dict[str, Any]]:
-    try:
-        lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-    except (OSError, json.JSONDecodeError):
-        return []
 
 
 def make_row(summary: dict[str, Any] | None, history: list[dict[str, Any]]) -> dict[str, Any]:

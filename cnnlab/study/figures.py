@@ -14,10 +14,9 @@ import numpy as np
 import cnnlab.analysis  # noqa: F401  (selects the Agg backend)
 from cnnlab.io import save_figure
 from cnnlab.study.plan import Plan
-from cnnlab.study.spec import Axis
+from cnnlab.study.spec import Axis, epoch_metric
 from cnnlab.study.stats import summarize
 from cnnlab.study.table import OK, Table, lower_is_better, scale
-from cnnlab.study.worker import epoch_metric
 
 MAX_CURVES = 10
 

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cnnlab
+from cnnlab.data.build import read_raw
 from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
 from cnnlab.study.lease import HOST, exit_with_parent
 from cnnlab.study.plan import Plan, build_plan
 from cnnlab.study.results import Snapshot, Writer, snapshot
-from cnnlab.study.spec import Study, load_study
+from cnnlab.study.spec import Study, epoch_metric, load_study
 from cnnlab.study.store import Store, make_storage, storage_label
-from cnnlab.study.worker import Worker, epoch_metric
+from cnnlab.study.worker import Worker
 
 
 @dataclass
@@ -80,8 +82,6 @@ def search_strategy(study: Study, worker_index: int, shared: bool) -> tuple[Any,
 
 def check_metric_data(plan: Plan) -> None:
     """The metric's split must exist: fail now, not after every run has trained."""
-    from cnnlab.data import read_raw
-
     metric = epoch_metric(plan.study.spec.metric)
     split = metric.split("_")[0]
     data = plan.base_cfg.data
@@ -170,8 +170,6 @@ def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
 def _start_processes(path: Path, overrides: list[str], storage: str | None, n: int,
                      say: Callable[[str], None]) -> list[subprocess.Popen]:
     """Workers 1..n-1 as `cnnlab study FILE --worker` processes."""
-    import cnnlab
-
     env = dict(os.environ)
     # Workers import this very copy of cnnlab, whatever their working directory.
     root = str(Path(cnnlab.__file__).resolve().parents[1])

@@ -14,8 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from cnnlab.config import Config, apply_overrides, resolve
+from cnnlab.config import Config
 from cnnlab.errors import ConfigError
+from cnnlab.resolve import apply_overrides, resolve
 from cnnlab.study.spec import Param, Study, choice_value, fmt_value, yaml_value
 
 

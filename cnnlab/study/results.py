@@ -164,7 +164,9 @@ class Writer:
         write_text(f / "table.csv", to_csv(snap.table))
         write_text(f / "table.tex", to_latex(snap.table, heading))
         if final or time.monotonic() - self._last_figures >= self.figure_every:
-            from cnnlab.study.figures import draw_all
+            from cnnlab.study.figures import (
+                draw_all,  # here, not at the top: --status draws nothing (matplotlib)
+            )
 
             draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None)
             self._last_figures = time.monotonic()

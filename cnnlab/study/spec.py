@@ -33,8 +33,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from cnnlab.config import SECTIONS, read_yaml
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 from cnnlab.registry import format_validation_error
+from cnnlab.resolve import apply_overrides
 
 # Row columns a study can rank by: `val_acc` is the value at the selected (best-val) epoch,
 # `best_`/`final_` the best over epochs and the last epoch's value.
@@ -139,8 +140,6 @@ class Study:
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
     """Read and check a study file; every problem is a ConfigError naming the file and key."""
-    from cnnlab.config import apply_overrides
-
     path = Path(path)
     spec = read_spec(path)
     where = f"{path}"
@@ -209,8 +208,6 @@ def _check_key(key: Any, where: str) -> str:
     if not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
         raise ConfigError(f"{where}: '{key}' is not a dotted config key (e.g. model.dropout)")
     if key.split(".")[0] not in SECTIONS:
-        from cnnlab.errors import suggest
-
         first = key.split(".")[0]
         raise ConfigError(f"{where}: '{key}': unknown section '{first}'{suggest(first, SECTIONS)}")
     return key
@@ -310,3 +307,11 @@ def parse_param(name: str, spec: Any, where: str) -> Param:
     if kind == "int" and (low != int(low) or high != int(high)):
         raise ConfigError(f"{at}: an int range needs whole-number low and high")
     return Param(name, kind, low, high, log, None if step is None else float(step))
+
+
+def epoch_metric(metric: str) -> str:
+    """The per-epoch metric behind a row metric (best_val_acc and final_val_acc: val_acc)."""
+    for prefix in ("best_", "final_"):
+        if metric.startswith(prefix):
+            return metric[len(prefix):]
+    return metric

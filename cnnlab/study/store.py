@@ -27,6 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import ConfigError, UserError
 from cnnlab.study import lease
+from cnnlab.study.plan import trial_key
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
@@ -36,8 +37,6 @@ JOURNAL = "optuna-journal.log"
 
 def key_of(t: FrozenTrial) -> str:
     """A trial's key; a search trial created by ask() is keyed by its own number until told."""
-    from cnnlab.study.plan import trial_key
-
     return t.user_attrs.get("key") or trial_key(t.number)
 
 

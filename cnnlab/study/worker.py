@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from cnnlab.study.execute import run_unit
 from cnnlab.study.lease import Heartbeat
 from cnnlab.study.plan import Plan, Unit, search_variant, trial_key
-from cnnlab.study.spec import Param, choice_value
+from cnnlab.study.spec import Param, choice_value, epoch_metric
 from cnnlab.study.store import Store, key_of
 from cnnlab.study.table import OK
 from cnnlab.train.trainer import StopTraining
@@ -205,14 +205,6 @@ class Worker:
         extra = " (finished before, reused)" if row.get("reused") else ""
         reason = f": {row['reason']}" if row["status"] in ("failed", "diverged") and row.get("reason") else ""
         return f"{unit.variant.label} seed {unit.seed}{fold}: {row['status']}{shown}{wall}{extra}{reason}"
-
-
-def epoch_metric(metric: str) -> str:
-    """The per-epoch metric behind a row metric (best_val_acc and final_val_acc: val_acc)."""
-    for prefix in ("best_", "final_"):
-        if metric.startswith(prefix):
-            return metric[len(prefix):]
-    return metric
 
 
 def _suggest(trial: optuna.Trial, p: Param) -> Any:

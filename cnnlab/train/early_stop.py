@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from cnnlab.train.metrics import metric_mode
+from cnnlab.train.logged import metric_mode
 from cnnlab.train.trainer import StopTraining
 
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-import torch
-from torch import nn
-
 from cnnlab.config import LossConfig
 from cnnlab.errors import ConfigError
+from cnnlab.lazy import lazy
 from cnnlab.registry import Registry
 
-LOSSES = Registry("loss", "loss.name")
+torch = lazy("torch")
+nn = lazy("torch.nn")
+
+LOSSES = Registry("loss", "loss")
 # Losses that accept (B, K) class probabilities as targets, as mixup and cutmix produce;
 # a config combining any other loss with them is rejected before training.
 SOFT_TARGET_LOSSES: set[str] = {"cross_entropy"}
@@ -31,12 +32,6 @@ def hinge(num_classes: int, margin: float = 1.0, p: Literal[1, 2] = 1) -> nn.Mod
     if margin <= 0:
         raise ConfigError(f"loss.margin: must be > 0, got {margin}")
     return nn.MultiMarginLoss(p=p, margin=margin)
-
-
-def build_loss(loss: LossConfig, num_classes: int) -> nn.Module:
-    """The data loss named by `loss.name` (the L2 penalty is separate: see L2Penalty)."""
-    opts = {k: v for k, v in loss.model_dump().items() if k not in LossConfig.model_fields}
-    return LOSSES.build(loss.name, opts, num_classes=num_classes)
 
 
 def l2_parameters(model: nn.Module, which: Literal["weights", "all"]) -> list[nn.Parameter]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 from torch import nn
@@ -67,10 +66,3 @@ def evaluate(
         top5=float(top5_hits) / n if num_classes >= 5 else None,
         confusion=confusion,
     )
-
-
-def metric_mode(name: str, mode: Literal["auto", "min", "max"] = "auto") -> Literal["min", "max"]:
-    """Whether larger or smaller values of a logged metric are better ('auto': by its name)."""
-    if mode != "auto":
-        return mode
-    return "max" if name.endswith(("_acc", "_top5")) else "min"

@@ -1,14 +1,19 @@
-"""Optimizers, registered under the name used in `optim.name`; `optim.lr` is common to all."""
+"""Optimizers, registered under the name used in `optim.name`; `optim.lr` is common to all.
+
+Builders get `params` (what to optimise) and `lr` as context. torch is imported lazily
+(cnnlab/lazy.py) so a config is checked without it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import torch
-
+from cnnlab.errors import ConfigError
+from cnnlab.lazy import lazy
 from cnnlab.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", "optim.name")
+torch = lazy("torch")
+
+OPTIMIZERS = Registry("optimizer", "optim")
 CONTEXT = ("params", "lr")
 
 
@@ -17,8 +22,6 @@ def sgd(params: Iterable, lr: float, momentum: float = 0.0, nesterov: bool = Fal
         weight_decay: float = 0.0, dampening: float = 0.0) -> torch.optim.Optimizer:
     """Stochastic gradient descent, optionally with (Nesterov) momentum and weight decay."""
     if nesterov and momentum <= 0:
-        from cnnlab.errors import ConfigError
-
         raise ConfigError("optim.nesterov: Nesterov momentum needs optim.momentum > 0")
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
                            weight_decay=weight_decay, dampening=dampening)

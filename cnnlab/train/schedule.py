@@ -1,8 +1,13 @@
 """Learning-rate schedules, registered under the name used in `schedule.name`, and warm-up.
 
-Each builder returns a Schedule, which knows whether it steps after every batch or after
-every epoch, and which logged metric (if any) it watches. Builders get `steps`, the number
-of optimizer steps the schedule itself covers (the run's steps minus any warm-up).
+A Schedule holds the learning rate (and, for one-cycle with cycle_momentum, the momentum)
+that the next optimizer step uses; the engine reads it before every step. It knows no
+optimizer, so the torch engine and the NumPy engine take their rates from the same object.
+The rules are the closed forms of torch.optim.lr_scheduler's (tests/test_schedules.py checks
+them against torch's own schedulers, step by step).
+
+Each builder gets `lr` (optim.lr), `steps`, the number of optimizer steps the schedule itself
+covers (the run's steps minus any warm-up), and `steps_per_epoch`.
 
 Warm-up (`schedule.warmup_epochs`, fractions allowed) lasts W = warmup_epochs * steps_per_epoch
 optimizer steps, rounded to the nearest step (halves up; at least 1). Optimizer step i (counting from 0) uses
@@ -16,144 +21,212 @@ ends as its first epoch, so step_size and milestones count epochs after warm-up.
 
 from __future__ import annotations
 
+import bisect
+import math
+from collections.abc import Callable
 from typing import Any, Literal
-
-import torch
-from torch.optim import lr_scheduler
 
 from cnnlab.config import ScheduleConfig
 from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
-from cnnlab.train.metrics import metric_mode
+from cnnlab.train.logged import metric_mode
 
-SCHEDULES = Registry("schedule", "schedule.name")
-CONTEXT = ("optimizer", "steps", "steps_per_epoch")
+SCHEDULES = Registry("schedule", "schedule")
+CONTEXT = ("lr", "steps", "steps_per_epoch")
+
+Rule = Callable[[int], float]  # the lr after t steps (per-step) or t counted epochs (per-epoch)
+
+
+class Plateau:
+    """ReduceLROnPlateau's rule: lr *= factor once the metric has not improved for more than `patience` epochs."""
+
+    def __init__(self, lr: float, mode: Literal["min", "max"], factor: float, patience: int, threshold: float,
+                 threshold_mode: Literal["rel", "abs"], cooldown: int, min_lr: float, eps: float = 1e-8):
+        self.lr, self.mode, self.factor, self.patience = lr, mode, factor, patience
+        self.threshold, self.threshold_mode, self.cooldown, self.min_lr, self.eps = (
+            threshold, threshold_mode, cooldown, min_lr, eps)
+        self.best = math.inf if mode == "min" else -math.inf
+        self.bad_epochs = 0
+        self.cooldown_left = 0
+
+    def _better(self, value: float) -> bool:
+        if self.threshold_mode == "rel":
+            scale = 1 - self.threshold if self.mode == "min" else 1 + self.threshold
+            return value < self.best * scale if self.mode == "min" else value > self.best * scale
+        return value < self.best - self.threshold if self.mode == "min" else value > self.best + self.threshold
+
+    def update(self, value: float) -> None:
+        if self._better(value):
+            self.best, self.bad_epochs = value, 0
+        else:
+            self.bad_epochs += 1
+        if self.cooldown_left > 0:
+            self.cooldown_left -= 1
+            self.bad_epochs = 0  # no bad epochs are counted during cooldown
+        if self.bad_epochs > self.patience:
+            new = max(self.lr * self.factor, self.min_lr)
+            if self.lr - new > self.eps:  # smaller changes are ignored, as in torch
+                self.lr = new
+            self.cooldown_left, self.bad_epochs = self.cooldown, 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"lr": self.lr, "best": self.best, "bad_epochs": self.bad_epochs, "cooldown_left": self.cooldown_left}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.lr, self.best = float(state["lr"]), float(state["best"])
+        self.bad_epochs, self.cooldown_left = int(state["bad_epochs"]), int(state["cooldown_left"])
 
 
 class Schedule:
-    """A torch LR scheduler plus when to step it, what it monitors, and a linear warm-up."""
+    """The lr of every optimizer step: a rule (or a Plateau), when it advances, and a linear warm-up."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, scheduler: Any = None,
-                 per: Literal["step", "epoch"] = "epoch", monitor: str | None = None):
-        self.optimizer = optimizer
-        self.scheduler = scheduler
-        self.per = per
-        self.monitor = monitor
+    def __init__(self, rule: Rule, per: Literal["step", "epoch"] = "epoch", monitor: str | None = None,
+                 plateau: Plateau | None = None, momentum: Rule | None = None):
+        self.rule, self.per, self.monitor, self.plateau, self._momentum = rule, per, monitor, plateau, momentum
         self.warmup_steps = 0
         self.steps = 0  # optimizer steps taken so far
-        self._start_lrs: list[float] = []
+        self.epochs = 0  # epochs counted by a per-epoch schedule (those with a step after warm-up)
 
     def warm_up(self, steps: int) -> None:
         """Ramp the lr linearly up to the schedule's starting lr over the first `steps` steps."""
         self.warmup_steps = steps
-        self._start_lrs = [g["lr"] for g in self.optimizer.param_groups]
-        if steps > 0:
-            self._scale_lr(1 / steps)
 
-    def _scale_lr(self, fraction: float) -> None:
-        for group, lr in zip(self.optimizer.param_groups, self._start_lrs):
-            group["lr"] = lr * fraction
+    def _t(self) -> int:
+        return max(0, self.steps - self.warmup_steps) if self.per == "step" else self.epochs
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next optimizer step."""
+        if self.steps < self.warmup_steps:
+            return self.rule(0) * (self.steps + 1) / self.warmup_steps
+        return self.plateau.lr if self.plateau is not None else self.rule(self._t())
+
+    @property
+    def momentum(self) -> float | None:
+        """The momentum (SGD) or beta1 (Adam) of the next step, when the schedule cycles it; else None."""
+        return None if self._momentum is None else self._momentum(self._t() if self.steps >= self.warmup_steps else 0)
 
     def after_batch(self) -> None:
         self.steps += 1
-        if self.steps < self.warmup_steps:
-            self._scale_lr((self.steps + 1) / self.warmup_steps)
-        elif self.steps == self.warmup_steps:
-            self._scale_lr(1.0)  # hand over: the wrapped schedule starts where it was built
-        elif self.scheduler is not None and self.per == "step":
-            self.scheduler.step()
 
     def after_epoch(self, metrics: dict[str, float]) -> None:
         # An epoch counts for a per-epoch schedule once one of its steps ran after warm-up.
-        if self.scheduler is None or self.per != "epoch" or self.steps <= self.warmup_steps:
+        if self.per != "epoch" or self.steps <= self.warmup_steps:
             return
-        if self.monitor is not None:
-            self.scheduler.step(metrics[self.monitor])
-        else:
-            self.scheduler.step()
+        self.epochs += 1
+        if self.plateau is not None:
+            self.plateau.update(float(metrics[self.monitor]))  # type: ignore[index]
 
-    def state_dict(self) -> dict:
-        return {"steps": self.steps, "scheduler": {} if self.scheduler is None else self.scheduler.state_dict()}
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "epochs": self.epochs,
+                "plateau": None if self.plateau is None else self.plateau.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
-        # The optimizer's own state holds the current lr; this restores the counters.
-        self.steps = state["steps"]
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        if "epochs" not in state:  # a run of cnnlab 0.1: a torch lr_scheduler's state
+            state = _from_torch_scheduler(state, self)
+        self.epochs = int(state["epochs"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
 
 
-def build_schedule(cfg: ScheduleConfig, optimizer: torch.optim.Optimizer, epochs: int,
-                   steps_per_epoch: int) -> Schedule:
-    """The configured schedule, preceded by `cfg.warmup_epochs` of linear warm-up."""
+def _from_torch_scheduler(state: dict[str, Any], schedule: Schedule) -> dict[str, Any]:
+    """The counters of a checkpoint written when schedules drove torch's lr_schedulers."""
+    old = state.get("scheduler") or {}
+    epochs = int(old.get("last_epoch", 0)) if schedule.per == "epoch" else 0
+    plateau = None
+    if schedule.plateau is not None:
+        plateau = {"lr": old["_last_lr"][0], "best": old["best"], "bad_epochs": old["num_bad_epochs"],
+                   "cooldown_left": old["cooldown_counter"]}
+    return {"steps": state["steps"], "epochs": epochs, "plateau": plateau}
+
+
+def build_schedule(cfg: ScheduleConfig, lr: float, epochs: int, steps_per_epoch: int) -> Schedule:
+    """The configured schedule from optim.lr, preceded by `cfg.warmup_epochs` of linear warm-up."""
     total = epochs * steps_per_epoch
     # Nearest whole step, halves rounded up (not Python's round-half-to-even), at least one.
     warm = max(1, int(cfg.warmup_epochs * steps_per_epoch + 0.5)) if cfg.warmup_epochs > 0 else 0
     if warm >= total:
         raise ConfigError(f"schedule.warmup_epochs: {cfg.warmup_epochs:g} epochs of warm-up ({warm} steps) "
                           f"leave nothing of a {epochs}-epoch run ({total} steps); lower it or raise train.epochs")
-    opts = {k: v for k, v in cfg.model_dump().items() if k not in ScheduleConfig.model_fields}
-    schedule = SCHEDULES.build(cfg.name, opts, optimizer=optimizer, steps=total - warm,
-                               steps_per_epoch=steps_per_epoch)
+    schedule = SCHEDULES.build(cfg, lr=lr, steps=total - warm, steps_per_epoch=steps_per_epoch)
     schedule.warm_up(warm)
     return schedule
 
 
 @SCHEDULES.register("none", context=CONTEXT)
-def constant(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int) -> Schedule:
+def constant(lr: float, steps: int, steps_per_epoch: int) -> Schedule:
     """A constant learning rate."""
-    return Schedule(optimizer)
+    return Schedule(lambda t: lr)
 
 
 @SCHEDULES.register("step", context=CONTEXT)
-def step(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int,
-         step_size: int = 10, gamma: float = 0.1) -> Schedule:
+def step(lr: float, steps: int, steps_per_epoch: int, step_size: int = 10, gamma: float = 0.1) -> Schedule:
     """Multiply the lr by gamma every step_size epochs."""
-    return Schedule(optimizer, lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma))
+    if step_size < 1:
+        raise ConfigError(f"schedule.step_size: must be at least 1 epoch, got {step_size}")
+    return Schedule(lambda t: lr * gamma ** (t // step_size))
 
 
 @SCHEDULES.register("multistep", context=CONTEXT)
-def multistep(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int,
+def multistep(lr: float, steps: int, steps_per_epoch: int,
               milestones: list[int] = [30, 60, 90], gamma: float = 0.1) -> Schedule:  # noqa: B006
     """Multiply the lr by gamma after each epoch listed in milestones (epoch counts, e.g. [30, 60])."""
     if any(m <= 0 for m in milestones) or sorted(milestones) != milestones:
         raise ConfigError(f"schedule.milestones: expected increasing positive epoch counts, got {milestones}")
-    return Schedule(optimizer, lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=gamma))
+    return Schedule(lambda t: lr * gamma ** bisect.bisect_right(milestones, t))
 
 
 @SCHEDULES.register("exponential", context=CONTEXT)
-def exponential(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int,
+def exponential(lr: float, steps: int, steps_per_epoch: int,
                 gamma: float = 0.95, per: Literal["epoch", "step"] = "epoch") -> Schedule:
     """Multiply the lr by gamma after every epoch (or after every optimizer step)."""
-    return Schedule(optimizer, lr_scheduler.ExponentialLR(optimizer, gamma=gamma), per=per)
+    return Schedule(lambda t: lr * gamma**t, per=per)
 
 
 @SCHEDULES.register("cosine", context=CONTEXT)
-def cosine(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int, min_lr: float = 0.0) -> Schedule:
+def cosine(lr: float, steps: int, steps_per_epoch: int, min_lr: float = 0.0) -> Schedule:
     """Cosine decay from optim.lr to min_lr over the whole run, updated every step."""
-    return Schedule(optimizer, lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=min_lr), per="step")
+    return Schedule(lambda t: min_lr + (lr - min_lr) * (1 + math.cos(math.pi * min(t, steps) / steps)) / 2, per="step")
 
 
 @SCHEDULES.register("onecycle", context=CONTEXT)
-def onecycle(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int,
+def onecycle(lr: float, steps: int, steps_per_epoch: int,
              pct_start: float = 0.25, div_factor: float = 25.0, final_div_factor: float = 1e4,
              anneal_strategy: Literal["cos", "linear"] = "cos", cycle_momentum: bool = False) -> Schedule:
-    """One-cycle: warm up to optim.lr over pct_start of the run, then anneal far below it."""
-    max_lr = [g["lr"] for g in optimizer.param_groups]
-    return Schedule(optimizer, lr_scheduler.OneCycleLR(
-        optimizer, max_lr=max_lr, total_steps=steps, pct_start=pct_start,
-        div_factor=div_factor, final_div_factor=final_div_factor, anneal_strategy=anneal_strategy,
-        cycle_momentum=cycle_momentum), per="step")
+    """One-cycle: warm up to optim.lr over pct_start of the run, then anneal far below it.
+
+    As torch's OneCycleLR: the peak is at step pct_start * steps - 1, the end at step steps - 1.
+    A phase too short to have a length (a run of a few steps) collapses to its end value
+    instead of dividing by zero. cycle_momentum anneals momentum (SGD) or beta1 (Adam) the
+    other way, from 0.95 down to 0.85 at the peak and back (torch's defaults).
+    """
+    if not 0 <= pct_start <= 1:
+        raise ConfigError(f"schedule.pct_start: must be in [0, 1], got {pct_start}")
+    start, low = lr / div_factor, lr / div_factor / final_div_factor
+    peak, end = float(pct_start * steps) - 1, float(steps - 1)
+
+    def anneal(a: float, b: float, pct: float) -> float:
+        if anneal_strategy == "linear":
+            return (b - a) * pct + a
+        return b + (a - b) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def phase(t: int, first: tuple[float, float], second: tuple[float, float]) -> float:
+        if t <= peak:
+            return anneal(*first, (t / peak) if peak > 0 else 1.0)
+        return anneal(*second, ((t - peak) / (end - peak)) if end > peak else 1.0)
+
+    momentum = (lambda t: phase(t, (0.95, 0.85), (0.85, 0.95))) if cycle_momentum else None
+    return Schedule(lambda t: phase(t, (start, lr), (lr, low)), per="step", momentum=momentum)
 
 
 @SCHEDULES.register("plateau", context=CONTEXT)
-def plateau(optimizer: torch.optim.Optimizer, steps: int, steps_per_epoch: int,
+def plateau(lr: float, steps: int, steps_per_epoch: int,
             monitor: str = "val_loss", mode: Literal["auto", "min", "max"] = "auto",
             factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
             threshold_mode: Literal["rel", "abs"] = "rel", cooldown: int = 0, min_lr: float = 0.0) -> Schedule:
     """ReduceLROnPlateau on any logged metric: lr *= factor after more than `patience` flat epochs."""
     if not 0 < factor < 1:
         raise ConfigError(f"schedule.factor: must be in (0, 1), got {factor}")
-    sched = lr_scheduler.ReduceLROnPlateau(optimizer, mode=metric_mode(monitor, mode), factor=factor,
-                                           patience=patience, threshold=threshold,
-                                           threshold_mode=threshold_mode, cooldown=cooldown, min_lr=min_lr)
-    return Schedule(optimizer, sched, monitor=monitor)
+    rule = Plateau(lr, metric_mode(monitor, mode), factor, patience, threshold, threshold_mode, cooldown, min_lr)
+    return Schedule(lambda t: lr, monitor=monitor, plateau=rule)

@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
-import torch
 from pydantic import AfterValidator, Field
 
+from cnnlab.lazy import lazy
 from cnnlab.registry import Registry
 
-AUGMENTATIONS = Registry("augmentation", "augment[].name")
+torch = lazy("torch")
+T = lazy("torchvision.transforms.v2")
+
+AUGMENTATIONS = Registry("augmentation", "augment[]")
 
 Shape = tuple[int, int, int]  # (C, H, W)
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -100,18 +103,18 @@ class ImageOp(Augmentation):
         return self._v2(chw)
 
 
-class PerImage(torch.nn.Module):
+class PerImage:
     """Run a batched op on one image (a batch of one), for ops torchvision has no twin of.
 
     Randomness comes from torch's global generator, which the file-backed loader seeds
-    per sample, exactly as it does for the torchvision transforms around it.
+    per sample, exactly as it does for the torchvision transforms around it. (A plain
+    callable, not a torch Module: v2.Compose takes either, and this module imports torch lazily.)
     """
 
     def __init__(self, op: Augmentation):
-        super().__init__()
         self.op = op
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
         host = np.random.default_rng(int(torch.randint(0, 2**62, (1,))))
         return self.op.image(x[None], Rng(None, host))[0]
 
@@ -131,8 +134,6 @@ def chosen(p: float, x: torch.Tensor, g: torch.Generator | None) -> torch.Tensor
 
 def maybe_apply(p: float, transform: Callable[..., Any]) -> Callable[..., Any]:
     """A v2 transform applied with probability p (torchvision's RandomApply), or always when p == 1."""
-    from torchvision.transforms import v2 as T
-
     return transform if p >= 1.0 else T.RandomApply([transform], p=p)
 
 

@@ -6,9 +6,7 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import torch
 from pydantic import Field
-from torchvision.transforms import v2 as T
 
 from cnnlab.data.augment.base import (
     AUGMENTATIONS,
@@ -20,11 +18,15 @@ from cnnlab.data.augment.base import (
     maybe_apply,
     uniform,
 )
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+T = lazy("torchvision.transforms.v2")
 
 # torchvision's luma weights (rgb_to_grayscale), so both data paths agree exactly.
 LUMA = (0.2989, 0.587, 0.114)
 # RGB <-> YIQ: hue is a rotation of the (I, Q) chroma plane.
-_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+TO_YIQ = ((0.299, 0.587, 0.114), (0.596, -0.274, -0.322), (0.211, -0.523, 0.312))
 
 
 def gray(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,7 @@ def color_jitter(
 
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
-    to_yiq = _TO_YIQ.to(x)
+    to_yiq = torch.tensor(TO_YIQ, dtype=x.dtype, device=x.device)
     cos, sin = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(x.shape[0], 3, 3, device=x.device, dtype=x.dtype)
     rot[:, 0, 0] = 1

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import torch
 from pydantic import Field
-from torchvision.transforms import v2 as T
 
 from cnnlab.data.augment.base import AUGMENTATIONS, Augmentation, Probability, Rng, Shape, chosen
+from cnnlab.data.augment.pipeline import resolve_ops
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+T = lazy("torchvision.transforms.v2")
 
 OpList = Annotated[list[str | dict[str, Any]], Field(min_length=1)]
 
 
 def build_children(ops: list[Any]) -> list[Augmentation]:
     """Ops for a nested list (resolved again here, which changes nothing in a resolved config)."""
-    from cnnlab.data.augment.pipeline import resolve_ops
-
-    resolved = resolve_ops(ops, "ops", nested=True)
-    return [AUGMENTATIONS.build(it["name"], {k: v for k, v in it.items() if k != "name"}) for it in resolved]
+    return [AUGMENTATIONS.build(item) for item in resolve_ops(ops, "ops", nested=True)]
 
 
 class Wrapper(Augmentation):

@@ -8,9 +8,6 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-import torch
-from torchvision.transforms import v2 as T
-
 from cnnlab.data.augment.base import (
     AUGMENTATIONS,
     ImageOp,
@@ -22,6 +19,10 @@ from cnnlab.data.augment.base import (
     Shape,
     chosen,
 )
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+T = lazy("torchvision.transforms.v2")
 
 
 def box_mask(top: torch.Tensor, left: torch.Tensor, bh: torch.Tensor | int, bw: torch.Tensor | int,

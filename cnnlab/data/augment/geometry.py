@@ -5,12 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torchvision.ops import roi_align
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms import v2 as T
 
 from cnnlab.data.augment.base import (
     AUGMENTATIONS,
@@ -26,6 +21,12 @@ from cnnlab.data.augment.base import (
     size2,
     uniform,
 )
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+T = lazy("torchvision.transforms.v2")
+tv_ops = lazy("torchvision.ops")
 
 Size = PositiveInt | Annotated[list[PositiveInt], Field(min_length=2, max_length=2)]
 
@@ -108,7 +109,7 @@ def rotation(degrees: NonNegative = 10.0, p: Probability = 1.0) -> ImageOp:
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
-    return ImageOp(image, lambda chw: maybe_apply(p, T.RandomRotation(degrees, interpolation=InterpolationMode.BILINEAR)))
+    return ImageOp(image, lambda chw: maybe_apply(p, T.RandomRotation(degrees, interpolation=T.InterpolationMode.BILINEAR)))
 
 
 @AUGMENTATIONS.register("random_resized_crop")
@@ -146,7 +147,7 @@ def random_resized_crop(
         left = torch.where(found, left, torch.div(w - cw, 2, rounding_mode="floor"))
         index = torch.arange(b, device=x.device, dtype=x.dtype)
         boxes = torch.stack([index, left, top, left + cw, top + ch], 1).to(x.dtype)
-        return roi_align(x, boxes, out_hw((0, h, w)), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
+        return tv_ops.roi_align(x, boxes, out_hw((0, h, w)), spatial_scale=1.0, sampling_ratio=-1, aligned=True)
 
     return ImageOp(
         image,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
-from torchvision.transforms import v2 as T
 
 from cnnlab.data.augment.base import AUGMENTATIONS, Augmentation, Batch, Rng, Shape
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+F = lazy("torch.nn.functional")
+T = lazy("torchvision.transforms.v2")
 
 LABEL_MIXING: set[str] = set()  # names of the ops that turn labels into class probabilities
 Alpha = Annotated[float, Field(gt=0.0)]

@@ -12,17 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from torchvision.transforms import v2 as T
-
 from cnnlab.data.augment.base import AUGMENTATIONS, Augmentation, Shape
 from cnnlab.data.augment.mix import LABEL_MIXING, OneOf
 from cnnlab.errors import ConfigError
+from cnnlab.lazy import lazy
+
+T = lazy("torchvision.transforms.v2")
 
 
 def resolve_ops(items: Any, where: str = "augment", nested: bool = False) -> list[dict[str, Any]]:
     """Normalise and validate an op list (and every nested `ops:` list), filling in defaults."""
-    from cnnlab.config import normalize_augment
-
     out: list[dict[str, Any]] = []
     for i, item in enumerate(normalize_augment(items, where)):
         here = f"{where}[{i}]"
@@ -39,6 +38,39 @@ def resolve_ops(items: Any, where: str = "augment", nested: bool = False) -> lis
             resolved["ops"] = resolve_ops(resolved["ops"], f"{here}.ops", nested=True)
         out.append({"name": name, **resolved})
     return out
+
+
+def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]]:
+    """Accept `- hflip`, `- random_crop: {padding: 4}`, `- {name: random_crop, padding: 4}`,
+    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`."""
+    if items is None:
+        return []
+    if not isinstance(items, list):
+        raise ConfigError(f"{where}: expected a list of augmentations, e.g. [hflip, {{random_crop: {{padding: 4}}}}]")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            out.append({"name": item})
+        elif isinstance(item, dict) and "name" in item:
+            out.append(dict(item))
+        elif isinstance(item, dict) and len(item) == 1:
+            (name, opts), = item.items()
+            if opts is None:
+                opts = {}
+            if not isinstance(opts, dict):
+                opts = {_first_option(str(name), f"{where}[{i}]", opts): opts}
+            out.append({"name": name, **opts})
+        else:
+            raise ConfigError(f"{where}[{i}]: expected a name or a one-key mapping, got {item!r}")
+    return out
+
+
+def _first_option(name: str, where: str, value: Any) -> str:
+    """The option a bare value sets: the op's first keyword parameter."""
+    options = AUGMENTATIONS.get(name, where).options()
+    if not options:
+        raise ConfigError(f"{where}.{name}: takes no options, got {value!r}")
+    return options[0]
 
 
 def mixes_labels(items: list[dict[str, Any]]) -> str | None:
@@ -95,8 +127,7 @@ def build_pipeline(items: list[dict[str, Any]], image_shape: Shape, num_classes:
     for i, item in enumerate(items):
         here = f"augment[{i}].{item['name']}"
         try:
-            op = AUGMENTATIONS.build(item["name"], {k: v for k, v in item.items() if k != "name"},
-                                     num_classes=num_classes)
+            op = AUGMENTATIONS.build(item, num_classes=num_classes)
             (mixing if op.mixes_labels else ops).append(op)
             shape = op.shape(shape)  # type: ignore[assignment]
             if op.always:

@@ -1,16 +1,8 @@
-"""Dataset formats: each is one function registered under the name used in `data.format`.
-
-A reader takes the dataset path (plus its own options from the `data:` section) and
-returns a RawDataset. It must fail with a DataError that names the file and says what
-to do, never with a traceback.
-"""
-
-from cnnlab.registry import Registry
-
-FORMATS = Registry("data format", "data.format")
+"""Dataset formats: each is one function registered under the name used in `data.format`
+(registry.py). The readers import torch lazily, so checking a config does not import it."""
 
 # Importing the modules registers the formats.
-from cnnlab.data.formats import (  # noqa: E402,F401
+from cnnlab.data.formats import (  # noqa: F401
     cifar,
     csv_pixels,
     idx,
@@ -19,3 +11,6 @@ from cnnlab.data.formats import (  # noqa: E402,F401
     npy_csv,
     tiny_imagenet,
 )
+from cnnlab.data.formats.registry import FORMATS
+
+__all__ = ["FORMATS"]

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range
 from cnnlab.data.safe_pickle import load_pickle
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 PIXELS = 3 * 32 * 32  # R plane, G plane, B plane, each 32 x 32 row-major
 

@@ -11,13 +11,15 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cnnlab.data.formats import FORMATS
 from cnnlab.data.formats.npy_csv import to_images
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range, encode, numeric_classes
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 
 def read_header(path: Path) -> list[str]:

@@ -7,12 +7,14 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range, numeric_classes
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 _DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 

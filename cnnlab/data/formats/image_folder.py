@@ -11,15 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-import torch
-
 from cnnlab.data.cache import cached
 from cnnlab.data.decode import decode_many, probe_mode
 from cnnlab.data.files import FileListing, cached_listing, file_lister
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.sources import FileTree, is_image
 from cnnlab.data.types import FileSplit, RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 SPLIT_NAMES = {"train": ("train",), "val": ("val", "dev", "valid", "validation"), "test": ("test",)}
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}

@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import scipy.io
-import scipy.sparse
-import torch
 
-from cnnlab.data.formats import FORMATS
 from cnnlab.data.formats.npy_csv import to_images
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range, numeric_classes
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+scipy_io = lazy("scipy.io")
+scipy_sparse = lazy("scipy.sparse")
+torch = lazy("torch")
 
 Orientation = Literal["auto", "columns", "rows"]
 
@@ -82,13 +84,13 @@ def load_mat(
 def read_variables(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """The named variables as arrays; a DataError lists what the file holds when one is missing."""
     try:
-        present = {name: (shape, kind) for name, shape, kind in scipy.io.whosmat(str(path))}
+        present = {name: (shape, kind) for name, shape, kind in scipy_io.whosmat(str(path))}
         missing = [n for n in names if n not in present]
         if missing:
             have = ", ".join(f"{n} ({'x'.join(map(str, s))} {k})" for n, (s, k) in present.items()) or "nothing"
             raise DataError(f"{path}: no variable '{missing[0]}'; the file holds {have}; "
                             "set data.data_var / data.label_var (and test_*_var) to the right names")
-        mat = scipy.io.loadmat(str(path), variable_names=names)
+        mat = scipy_io.loadmat(str(path), variable_names=names)
     except NotImplementedError:
         # scipy reads up to v7; v7.3 files are HDF5 containers.
         raise DataError(f"{path}: a MATLAB v7.3 (HDF5) file, which cnnlab cannot read; re-save it in MATLAB "
@@ -98,7 +100,7 @@ def read_variables(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     out = {}
     for n in names:
         v = mat[n]
-        if scipy.sparse.issparse(v):
+        if scipy_sparse.issparse(v):
             v = v.toarray()
         if not isinstance(v, np.ndarray) or not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
             raise DataError(f"{path}: variable '{n}' is a {getattr(v, 'dtype', type(v).__name__)} (cell or struct?); "

@@ -7,12 +7,14 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range, numeric_classes
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 
 def load_npy(path: Path) -> np.ndarray:

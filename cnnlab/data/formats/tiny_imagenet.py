@@ -12,14 +12,15 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-import torch
-
 from cnnlab.data.cache import cached
 from cnnlab.data.decode import decode_many
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.sources import FileTree, is_image
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
 
 
 @FORMATS.register("tiny_imagenet", context=("path", "cache_dir"))

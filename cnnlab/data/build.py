@@ -1,0 +1,132 @@
+"""From a `data:` section to a DataBundle: read the format (or list its files), limit, split, measure statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.config import DataConfig
+from cnnlab.data.cache import default_cache_dir
+from cnnlab.data.files import (
+    LISTERS,
+    STATS_SAMPLE,
+    FileListing,
+    fits_in_memory,
+    memory_budget,
+    sample_stats,
+)
+from cnnlab.data.formats import FORMATS
+from cnnlab.data.split import kfold_split, stratified_split
+from cnnlab.data.stats import channel_stats, value_scale
+from cnnlab.data.types import AnySplit, DataBundle, RawDataset, Split
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.lazy import lazy
+
+torch = lazy("torch")
+
+def read_raw(data: DataConfig) -> RawDataset:
+    """Run the configured format reader on the configured path."""
+    path = Path(data.path).expanduser()
+    if not path.exists():
+        raise DataError(f"data.path: {path} does not exist; point it at your dataset")
+    raw = FORMATS.build(data, path=path, cache_dir=_cache_dir(data))
+    _check_shapes(raw, path)
+    return raw
+
+
+def build_data(data: DataConfig, seed: int, device: torch.device | None = None) -> DataBundle:
+    """Read the dataset (decoded in memory, or listed for file-backed loading: data.in_memory),
+    apply limit_train and the validation split, compute normalisation statistics."""
+    lister = LISTERS.get(data.format)
+    if lister is None or data.in_memory is True:
+        if data.in_memory is False:
+            raise ConfigError(f"data.in_memory: the {data.format} format holds arrays, not image files, so it is "
+                              "always read into memory; remove data.in_memory or set it to auto")
+        return _in_memory(data, seed)
+    options = _format_options(data)
+    path = Path(data.path).expanduser()
+    if not path.exists():
+        raise DataError(f"data.path: {path} does not exist; point it at your dataset")
+    if data.in_memory == "auto":
+        nbytes = lister(path, **options, estimate=True).decoded_bytes(data.limit_train)
+        if fits_in_memory("auto", nbytes, memory_budget(device)):
+            return _in_memory(data, seed)
+    return _file_backed(data, seed, lister(path, cache_dir=_cache_dir(data), **options))
+
+
+def _in_memory(data: DataConfig, seed: int) -> DataBundle:
+    raw = read_raw(data)
+    train, val, val_source = _splits(data, seed, raw.train, raw.val)
+    scale = value_scale(train.x)
+    if data.normalize:
+        mean, std = channel_stats(train.x, scale)
+    else:
+        mean, std = [0.0] * train.x.shape[1], [1.0] * train.x.shape[1]
+    return DataBundle(
+        train=train, val=val, test=raw.test, classes=raw.classes, label_values=raw.label_values,
+        mean=mean, std=std, scale=scale, format=data.format, path=str(Path(data.path).expanduser().resolve()),
+        val_source=val_source, notes=list(raw.notes),
+    )
+
+
+def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundle:
+    train, val, val_source = _splits(data, seed, listing.splits["train"], listing.splits.get("val"))
+    c = train.shape[0]
+    notes = [*listing.notes, "file-backed: images are decoded from their files for every batch"]
+    if data.normalize:
+        mean, std = sample_stats(train, seed)
+        notes.append(f"normalisation statistics from {min(STATS_SAMPLE, len(train))} sampled training images")
+    else:
+        mean, std = [0.0] * c, [1.0] * c
+    return DataBundle(
+        train=train, val=val, test=listing.splits.get("test"), classes=listing.classes,
+        label_values=listing.label_values, mean=mean, std=std, scale=1.0 / 255.0, format=data.format,
+        path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes,
+    )
+
+
+def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str]:
+    """limit_train, then one fold of K (data.folds: cross-validation, in place of any other
+    validation split) or a stratified validation split when the dataset has none."""
+    _check_folds(data)
+    val_source = "folder" if val is not None else "none"
+    if data.limit_train is not None and data.limit_train < len(train):
+        train = train.subset(list(range(data.limit_train)))
+    if data.folds is not None:
+        try:
+            tr, va = kfold_split(train.y, data.folds, data.fold, seed)
+        except ValueError as e:
+            raise DataError(f"{data.path}: cannot make {data.folds} stratified folds: {e}; lower data.folds") from None
+        return train.subset(tr), train.subset(va), "fold"
+    if val is None and data.val_fraction > 0:
+        if len(train) < 2:
+            raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
+        tr, va = stratified_split(train.y, data.val_fraction, seed)
+        train, val, val_source = train.subset(tr), train.subset(va), "split"
+    return train, val, val_source
+
+
+def _check_folds(data: DataConfig) -> None:
+    if (data.folds is None) != (data.fold is None):
+        raise ConfigError("data.fold: data.fold and data.folds go together; set both (e.g. data.folds=5 data.fold=0) or neither")
+    if data.folds is not None and data.fold >= data.folds:
+        raise ConfigError(f"data.fold: {data.fold} is out of range for data.folds={data.folds}; use 0..{data.folds - 1}")
+
+
+def _format_options(data: DataConfig) -> dict:
+    return {k: v for k, v in data.model_dump().items() if k not in DataConfig.model_fields}
+
+
+def _cache_dir(data: DataConfig) -> Path | None:
+    return None if not data.cache else Path(data.cache_dir) if data.cache_dir else default_cache_dir()
+
+
+def _check_shapes(raw: RawDataset, path: Path) -> None:
+    shape = tuple(raw.train.x.shape[1:])
+    if len(raw.train) == 0:
+        raise DataError(f"{path}: the training split is empty")
+    for name in ("val", "test"):
+        split: Split | None = getattr(raw, name)
+        if split is not None and tuple(split.x.shape[1:]) != shape:
+            raise DataError(
+                f"{path}: {name} images are {tuple(split.x.shape[1:])} but train images are {shape} (C, H, W)"
+            )

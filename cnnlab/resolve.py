@@ -1,0 +1,101 @@
+"""A raw config checked against the schema and the registries: the one way to get a Config.
+
+This module sits above the registries (formats, models, optimizers, schedules, losses,
+augmentations), which know nothing of it; config.py, below them all, knows none of them.
+Every registry imports torch lazily, so a config is checked, and a typo answered with its
+"did you mean", before torch is imported.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from cnnlab.config import (
+    OPEN_SECTIONS,
+    SECTIONS,
+    SELECTORS,
+    Config,
+    DataConfig,
+    fields_at,
+    read_yaml,
+)
+from cnnlab.config import apply_overrides as _apply_overrides
+from cnnlab.data.augment.pipeline import mixes_labels, normalize_augment, resolve_ops
+from cnnlab.data.formats import FORMATS
+from cnnlab.errors import ConfigError
+from cnnlab.models import MODELS
+from cnnlab.registry import Registry, format_validation_error
+from cnnlab.train import losses
+from cnnlab.train.optim import OPTIMIZERS
+from cnnlab.train.schedule import SCHEDULES
+
+REGISTRIES: dict[str, Registry] = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": losses.LOSSES,
+                                   "data": FORMATS}
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Read a YAML config, apply KEY=VALUE overrides, validate everything, resolve defaults."""
+    path = Path(path)
+    raw = read_yaml(path)
+    apply_overrides(raw, overrides)
+    raw.setdefault("name", path.stem)
+    try:
+        return resolve(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+
+def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...]) -> None:
+    """config.apply_overrides, knowing which options each registered function takes."""
+    _apply_overrides(raw, items, accepted_options)
+
+
+def accepted_options(section: str, name: Any) -> set[str] | None:
+    """The keys a section takes when it names `name`: its fixed keys and the function's options."""
+    registry = REGISTRIES[section]
+    if name is None or str(name) not in registry:
+        return None
+    return set(OPEN_SECTIONS[section].model_fields) | set(registry.get(str(name)).options())
+
+
+def resolve(raw: dict[str, Any]) -> Config:
+    """Validate a raw config dict (fixed sections, then each registered thing's options)."""
+    raw = copy.deepcopy(raw)
+    raw["augment"] = normalize_augment(raw.get("augment"))
+    try:
+        cfg = Config.model_validate(raw)
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        loc = first["loc"]
+        section, known, rest = ("", SECTIONS, loc) if len(loc) <= 1 else (str(loc[0]), fields_at(loc[:-1]), loc[1:])
+        sub = pydantic.ValidationError.from_exception_data(e.title, [{**first, "loc": tuple(rest)}])  # type: ignore[typeddict-item]
+        raise ConfigError(format_validation_error(sub, section, known)) from None
+    return _validate_registered(cfg)
+
+
+def _validate_registered(cfg: Config) -> Config:
+    """Check each open section's extra keys against the function its selector names."""
+    for section in ("data", "model", "optim", "schedule", "loss"):
+        selector, model_cls = SELECTORS[section], OPEN_SECTIONS[section]
+        settings = getattr(cfg, section).model_dump()
+        fixed = {k: settings[k] for k in model_cls.model_fields}
+        extra = {k: v for k, v in settings.items() if k not in model_cls.model_fields}
+        known = sorted(k for k in model_cls.model_fields if k != selector)
+        resolved = REGISTRIES[section].validate(settings[selector], extra, section, also_known=known)
+        setattr(cfg, section, model_cls.model_validate({**fixed, **resolved}))
+
+    cfg.augment = resolve_ops(cfg.augment)  # nested op lists too, with the same "did you mean" errors
+    mixing = mixes_labels(cfg.augment)
+    if mixing and cfg.loss.name not in losses.SOFT_TARGET_LOSSES:
+        raise ConfigError(
+            f"loss.name: '{cfg.loss.name}' cannot learn from the class probabilities that augment's {mixing} "
+            f"produces; use a loss that can ({', '.join(sorted(losses.SOFT_TARGET_LOSSES))}) or remove {mixing}"
+        )
+    return cfg
+
+
+__all__ = ["Config", "DataConfig", "accepted_options", "apply_overrides", "load_config", "resolve"]

@@ -1,0 +1,113 @@
+"""Everything a run needs, built from its config before any file is written.
+
+Data, the augmentation pipeline, the model (built by its registered builder, then handed to
+the engine the config names), loaders, schedule, loss and callbacks: whatever can fail on
+user input fails here, so bad input never leaves a half-made run directory behind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.config import Config
+from cnnlab.data.augment import Pipeline, build_pipeline
+from cnnlab.data.build import build_data
+from cnnlab.data.loader import Loader
+from cnnlab.data.loading import make_loader
+from cnnlab.data.types import DataBundle
+from cnnlab.device import Autocast, autocast, memory_format
+from cnnlab.device import channels_last as use_channels_last
+from cnnlab.device import setup as device_setup
+from cnnlab.errors import ConfigError
+from cnnlab.models import build_model
+from cnnlab.rundir import Run
+from cnnlab.train.early_stop import EarlyStopping
+from cnnlab.train.engine import Engine
+from cnnlab.train.engines import engine_type
+from cnnlab.train.logged import logged_metrics
+from cnnlab.train.losses import LOSSES
+from cnnlab.train.progress import Reporter
+from cnnlab.train.schedule import Schedule, build_schedule
+from cnnlab.train.trainer import Callback, Trainer
+
+
+@dataclass
+class Session:
+    """A run's parts, ready to train."""
+
+    cfg: Config
+    device: torch.device
+    bundle: DataBundle
+    pipeline: Pipeline
+    model: nn.Module  # as its builder made it; the engine trains it (or its NumPy copy)
+    engine: Engine
+    schedule: Schedule
+    loss_fn: nn.Module  # the data loss evaluation reports (the engine trains with its own)
+    train_loader: Loader
+    eval_loaders: dict[str, Loader]
+    generator: torch.Generator
+    autocast: Autocast
+    early_stop: EarlyStopping | None = None
+
+    def data_info(self) -> dict[str, Any]:
+        """data.json: the bundle's description, with the model's input shape (after augment's always-ops)."""
+        return {**self.bundle.info(), "input_shape": list(self.pipeline.input_shape)}
+
+    def meta(self) -> dict[str, Any]:
+        """Plain data stored in every checkpoint so it explains itself."""
+        return {"engine": self.cfg.engine, "config": self.cfg.to_dict(), "data": self.data_info()}
+
+    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
+        own = [self.early_stop] if self.early_stop is not None else []
+        return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
+                       train_loader=self.train_loader, eval_loaders=self.eval_loaders,
+                       num_classes=self.bundle.num_classes, epochs=self.cfg.train.epochs, run=run,
+                       generator=self.generator, autocast=self.autocast, reporter=reporter, meta=self.meta(),
+                       callbacks=own + list(callbacks))
+
+
+def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
+    """Data, model, engine, loaders, schedule and loss for `cfg` (data may be passed in)."""
+    kind = engine_type(cfg)
+    kind.check(cfg)
+    device = device_setup(kind.device(cfg), cfg.seed, kind.torch_threads(cfg))
+    bundle = bundle or build_data(cfg.data, cfg.seed, device)
+    # Shapes through the augment ops are checked here, before any file is written.
+    pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
+    model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
+    nhwc = cfg.engine == "torch" and use_channels_last(cfg.train.channels_last, device)
+    model = model.to(device, memory_format=memory_format(nhwc))
+
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed)
+    common = {"pipeline": pipeline, "device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
+              "channels_last": nhwc, "workers": cfg.data.workers}
+    train_loader = make_loader(bundle.train, batch_size=cfg.train.batch_size, train=True, generator=generator,
+                               **common)
+    eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
+                    for name, split in bundle.splits().items() if name != "train"}
+
+    loss_fn = LOSSES.build(cfg.loss, num_classes=bundle.num_classes)
+    amp = autocast(cfg.train.amp, device)
+    engine = kind(cfg, model, device, loss_fn, amp)  # type: ignore[operator]
+    schedule = build_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, len(train_loader))
+    logged = logged_metrics(list(eval_loaders), bundle.num_classes, l2=cfg.loss.l2 > 0)
+    _check_monitor("schedule.monitor", schedule.monitor, logged)
+    early = cfg.train.early_stop
+    if early is not None:
+        _check_monitor("train.early_stop.monitor", early.monitor, logged)
+    return Session(cfg, device, bundle, pipeline, model, engine, schedule, loss_fn, train_loader, eval_loaders,
+                   generator, amp,
+                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None)
+
+
+def _check_monitor(key: str, monitor: str | None, known: list[str]) -> None:
+    if monitor is None or monitor in known:
+        return
+    hint = " (this run has no validation split: set data.val_fraction > 0)" if monitor.startswith("val") else ""
+    raise ConfigError(f"{key}: '{monitor}' is not logged{hint}; choose one of: {', '.join(known)}")
