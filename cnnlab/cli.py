@@ -34,9 +34,10 @@ def train(
 ) -> None:
     """Train a model; the last line printed is the run directory."""
     from cnnlab.resolve import load_config
+
+    cfg = load_config(config, overrides or [])  # checked before torch is imported: a typo costs no start-up
     from cnnlab.train.runner import train as run_training
 
-    cfg = load_config(config, overrides or [])
     result = run_training(cfg, quiet=quiet)
     _print_result(result.summary)
     print(result.run_dir)
@@ -143,10 +144,12 @@ def _print_study(opened: Any, snap: Any) -> None:
 @data_app.command("inspect")
 def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")], overrides: Overrides = None) -> None:
     """Show format, split sizes, classes and counts, image shape, value range and problems."""
-    from cnnlab.data.inspect import inspect_data
     from cnnlab.resolve import load_config
 
-    r = inspect_data(load_config(config, overrides or []))
+    cfg = load_config(config, overrides or [])  # before torch is imported
+    from cnnlab.data.inspect import inspect_data
+
+    r = inspect_data(cfg)
     out.print(f"[bold]format[/] {r['format']}   [bold]path[/] {r['path']}")
     out.print("[bold]splits[/] " + ", ".join(f"{k} {v}" for k, v in r["sizes"].items()) + f"   (validation: {r['val_source']})")
     out.print(f"[bold]images[/] {'x'.join(map(str, r['image_shape']))} (C x H x W), {r['dtype']}, "
@@ -179,10 +182,11 @@ def model_summary(
     classes: Annotated[int | None, typer.Option("--classes", help="number of classes (default: read from the data)")] = None,
 ) -> None:
     """Layer table (output shape, parameters, FLOPs for one image) and totals of the config's model."""
-    from cnnlab.models.summary import parse_shape, summarize_config
     from cnnlab.resolve import load_config
 
-    cfg = load_config(config, overrides or [])
+    cfg = load_config(config, overrides or [])  # before torch is imported
+    from cnnlab.models.summary import parse_shape, summarize_config
+
     s = summarize_config(cfg, parse_shape(input_shape) if input_shape else None, classes)
     table = Table("layer", "type", "output", "params", "FLOPs", box=None)
     for x in s.layers:

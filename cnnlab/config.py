@@ -113,12 +113,6 @@ class Config(_Strict):
         """Plain-data form: the resolved config written into every run directory."""
         return self.model_dump(mode="json")
 
-    def options(self, section: str, selector: str) -> dict[str, Any]:
-        """The options of an open section without its selector key (model minus `name`)."""
-        d = getattr(self, section).model_dump()
-        d.pop(selector)
-        return d
-
 
 SECTIONS = list(Config.model_fields)
 # Open sections and the key that picks their registered function.

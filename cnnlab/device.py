@@ -64,17 +64,31 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def setup(device_name: str, seed: int, threads: int | None = None) -> torch.device:
+def setup(device_name: str, seed: int, threads: int | None = None, compiles: bool = False) -> torch.device:
     """Device, threads, seeds and determinism for one run in this process."""
     device = resolve_device(device_name)
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)
     if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        deterministic(compiles)
     elif device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     return device
+
+
+def deterministic(compiles: bool) -> None:
+    """torch.use_deterministic_algorithms(True, warn_only=True).
+
+    The public function also sets torch.compile's inductor flag, and importing inductor for
+    that costs about 2 s of every run's start-up; runs that do not compile set only the
+    kernels' flag, which is all that eager execution reads.
+    """
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if compiles or setter is None:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        setter(True, warn_only=True)
 
 
 # ----------------------------------------------------------------------------- memory layout

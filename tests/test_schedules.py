@@ -248,8 +248,10 @@ def test_old_checkpoints_schedule_state_is_read():
     sched = make("plateau", monitor="train_loss", patience=0, factor=0.5)
     sched.load_state_dict(roundtrip({"s": {"steps": 12, "scheduler": old.state_dict()}})["s"])
     assert sched.lr == pytest.approx(opt.param_groups[0]["lr"]) and sched.epochs == 3
-    step_old = lr_scheduler.StepLR(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR), 2, 0.5)
+    step_opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    step_old = lr_scheduler.StepLR(step_opt, 2, 0.5)
     for _ in range(3):
+        step_opt.step()
         step_old.step()
     sched = make("step", step_size=2, gamma=0.5)
     sched.load_state_dict({"steps": 12, "scheduler": step_old.state_dict()})

@@ -15,7 +15,10 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+
+from cnnlab.lazy import lazy
+
+stats = lazy("scipy.stats")  # a second of start-up for every study worker, needed only for tables
 
 
 @dataclass(frozen=True)

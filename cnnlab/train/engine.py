@@ -65,6 +65,12 @@ class EngineType(Protocol):
     def check(cfg: Config) -> None:
         """Refuse, with a ConfigError, options this engine cannot run."""
 
+    label: str  # words for the run's banner ("" for the default engine)
+
+    @staticmethod
+    def channels_last(cfg: Config, device: torch.device) -> bool:
+        """Whether the model and batches use the channels_last memory format."""
+
     @staticmethod
     def device(cfg: Config) -> str:
         """The `device:` setting a run on this engine uses (the NumPy engine: always the CPU)."""

@@ -32,6 +32,7 @@ class NumpyEngine:
 
     checkpoint_format = "npz"
     eval_tag = ""
+    label = "engine scratch (NumPy)"
 
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, loss_fn: nn.Module, autocast: Autocast):
         self.dropout_rng = np.random.default_rng(cfg.seed)
@@ -72,6 +73,10 @@ class NumpyEngine:
             raise ConfigError(f"loss.name: engine: scratch implements cross_entropy and hinge, not '{cfg.loss.name}'")
         if cfg.loss.name == "hinge" and cfg.loss.model_dump().get("p", 1) != 1:
             raise ConfigError("loss.p: engine: scratch implements the hinge loss with p=1")
+
+    @staticmethod
+    def channels_last(cfg: Config, device: torch.device) -> bool:
+        return False  # NumPy arrays are NCHW
 
     @staticmethod
     def device(cfg: Config) -> str:

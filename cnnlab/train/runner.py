@@ -77,7 +77,7 @@ def _banner(s: Session, run: Run) -> str:
     where = "in memory" if s.bundle.in_memory else "read from files per batch"
     text = (f"run {run.path}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}\n"
             f"model {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
-            + ("; engine scratch (NumPy)" if s.cfg.engine == "scratch" else ""))
+            + (f"; {s.label}" if s.label else ""))
     t = s.cfg.train
     options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
                f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",

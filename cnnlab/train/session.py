@@ -20,7 +20,6 @@ from cnnlab.data.loader import Loader
 from cnnlab.data.loading import make_loader
 from cnnlab.data.types import DataBundle
 from cnnlab.device import Autocast, autocast, memory_format
-from cnnlab.device import channels_last as use_channels_last
 from cnnlab.device import setup as device_setup
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
@@ -45,6 +44,7 @@ class Session:
     pipeline: Pipeline
     model: nn.Module  # as its builder made it; the engine trains it (or its NumPy copy)
     engine: Engine
+    label: str  # the engine's words for the banner
     schedule: Schedule
     loss_fn: nn.Module  # the data loss evaluation reports (the engine trains with its own)
     train_loader: Loader
@@ -74,13 +74,13 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     """Data, model, engine, loaders, schedule and loss for `cfg` (data may be passed in)."""
     kind = engine_type(cfg)
     kind.check(cfg)
-    device = device_setup(kind.device(cfg), cfg.seed, kind.torch_threads(cfg))
+    device = device_setup(kind.device(cfg), cfg.seed, kind.torch_threads(cfg), compiles=cfg.train.compile)
     bundle = bundle or build_data(cfg.data, cfg.seed, device)
     # Shapes through the augment ops are checked here, before any file is written.
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
-    nhwc = cfg.engine == "torch" and use_channels_last(cfg.train.channels_last, device)
+    nhwc = kind.channels_last(cfg, device)
     model = model.to(device, memory_format=memory_format(nhwc))
 
     generator = torch.Generator(device=device)
@@ -101,7 +101,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     early = cfg.train.early_stop
     if early is not None:
         _check_monitor("train.early_stop.monitor", early.monitor, logged)
-    return Session(cfg, device, bundle, pipeline, model, engine, schedule, loss_fn, train_loader, eval_loaders,
+    return Session(cfg, device, bundle, pipeline, model, engine, kind.label, schedule, loss_fn, train_loader, eval_loaders,
                    generator, amp,
                    EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None)
 

@@ -21,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from cnnlab.config import Config
 from cnnlab.device import Autocast, amp_dtype
+from cnnlab.device import channels_last as use_channels_last
 from cnnlab.errors import ConfigError
 from cnnlab.models import count_parameters
 from cnnlab.train.engine import StepResult
@@ -33,6 +34,7 @@ class TorchEngine:
     """A torch model trained by a torch optimizer."""
 
     checkpoint_format = "torch"
+    label = ""
 
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, loss_fn: nn.Module, autocast: Autocast):
         t = cfg.train
@@ -60,6 +62,10 @@ class TorchEngine:
     @staticmethod
     def device(cfg: Config) -> str:
         return cfg.device
+
+    @staticmethod
+    def channels_last(cfg: Config, device: torch.device) -> bool:
+        return use_channels_last(cfg.train.channels_last, device)
 
     @staticmethod
     def torch_threads(cfg: Config) -> int | None:
