@@ -84,7 +84,7 @@ class TrainConfig(_Strict):
     eval_batch_size: int = Field(1024, gt=0)
     out_dir: str = "runs"
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    # auto: NHWC where it is proven safe and faster (CUDA; x86 CPUs on oneDNN's AVX2 kernels), else NCHW
+    # auto: NHWC on CUDA, and on the CPU for models without a strided 1x1 conv (cnnlab/device.py), else NCHW
     channels_last: Literal["auto"] | bool = "auto"
     grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm
     grad_clip_value: float | None = Field(None, gt=0.0)  # clamp every gradient element to +-value

@@ -5,8 +5,6 @@ memory layout of convolutions. Training, evaluation and prediction all start her
 from __future__ import annotations
 
 import contextlib
-import os
-import platform
 import random
 from collections.abc import Callable
 from typing import Literal
@@ -93,39 +91,38 @@ def deterministic(compiles: bool) -> None:
 
 # ----------------------------------------------------------------------------- memory layout
 
-# oneDNN's AVX-512 kernels (torch 2.14.1, oneDNN 3.12) corrupt the heap in the weight gradient of
-# small 1x1 stride-2 convolutions on channels_last (NHWC) input: ResNet's first projection
-# shortcut kills the process with SIGSEGV/SIGABRT (bench/channels_last_crash.py reproduces it).
-# NCHW, or NHWC on oneDNN's AVX2 kernels, is fine; so NHWC is chosen only where it is proven
-# safe and faster (bench/RESULTS.md): CUDA, and x86 CPUs on which oneDNN runs AVX2 kernels.
-_BELOW_AVX512 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2")
+# torch 2.14.1's oneDNN (3.12) corrupts the heap in the weight gradient of small 1x1 convolutions
+# with stride 2 on channels_last (NHWC) input: the process dies with SIGSEGV/SIGABRT, or hangs.
+# ResNet's projection shortcuts are such layers. It happens with the AVX-512 kernels and, for
+# other shapes, with the AVX2 ones too; every other convolution tested computes correct
+# gradients in NHWC (bench/channels_last_crash.py sweeps them, tests/test_layouts.py trains every
+# family). NHWC is about 20% faster on the CPU for the presets' CNNs (bench/RESULTS.md), so it
+# is used where it is proven: on CUDA (cuDNN's fast layout), and on the CPU for models without
+# a strided 1x1 convolution.
 
 
-def channels_last(setting: Literal["auto"] | bool, device: torch.device) -> bool:
+def channels_last(setting: Literal["auto"] | bool, device: torch.device, model: torch.nn.Module) -> bool:
     """Whether a run's model and batches use the channels_last (NHWC) memory format."""
     if setting is False:
         return False
-    safe, why = _nhwc_safe(device)
-    if setting is True and not safe:
-        raise ConfigError(f"train.channels_last: true is refused here: {why}; use auto (NCHW on this machine) "
-                          "or false")
-    return safe
-
-
-def _nhwc_safe(device: torch.device) -> tuple[bool, str]:
-    """(NHWC is proven safe and faster on this device, why not when it is not)."""
     if device.type == "cuda":
-        return True, ""
+        return True
     if device.type != "cpu":
-        return False, f"channels_last is not proven on {device.type}"
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return False, f"channels_last is not proven on {platform.machine()} CPUs"
-    capped = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").upper()
-    if torch.cpu._is_avx512_supported() and capped not in _BELOW_AVX512:
-        return False, ("on AVX-512 CPUs oneDNN's NHWC weight gradient of 1x1 stride-2 convolutions corrupts memory "
-                       "(torch 2.14.1; bench/channels_last_crash.py); run with ONEDNN_MAX_CPU_ISA=AVX2 to use "
-                       "oneDNN's AVX2 kernels, which are safe")
-    return True, ""
+        if setting is True:
+            raise ConfigError(f"train.channels_last: true is not supported on {device.type}; use auto or false")
+        return False
+    risky = strided_pointwise_convs(model)
+    if risky and setting is True:
+        raise ConfigError(f"train.channels_last: true is refused for this model on the CPU: oneDNN's NHWC weight "
+                          f"gradient of strided 1x1 convolutions ('{risky[0]}') corrupts memory and kills the run "
+                          "(torch 2.14.1; bench/channels_last_crash.py); use auto (NCHW for this model) or false")
+    return not risky
+
+
+def strided_pointwise_convs(model: torch.nn.Module) -> list[str]:
+    """Names of the 1x1 convolutions with a stride above 1: the layers NHWC crashes on the CPU."""
+    return [name for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)
+            and tuple(m.kernel_size) == (1, 1) and tuple(m.stride) != (1, 1)]
 
 
 def memory_format(use_channels_last: bool) -> torch.memory_format:

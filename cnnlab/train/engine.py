@@ -68,7 +68,7 @@ class EngineType(Protocol):
     label: str  # words for the run's banner ("" for the default engine)
 
     @staticmethod
-    def channels_last(cfg: Config, device: torch.device) -> bool:
+    def channels_last(cfg: Config, device: torch.device, model: torch.nn.Module) -> bool:
         """Whether the model and batches use the channels_last memory format."""
 
     @staticmethod

@@ -75,7 +75,7 @@ class NumpyEngine:
             raise ConfigError("loss.p: engine: scratch implements the hinge loss with p=1")
 
     @staticmethod
-    def channels_last(cfg: Config, device: torch.device) -> bool:
+    def channels_last(cfg: Config, device: torch.device, model: nn.Module) -> bool:
         return False  # NumPy arrays are NCHW
 
     @staticmethod

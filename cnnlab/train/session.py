@@ -80,7 +80,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
-    nhwc = kind.channels_last(cfg, device)
+    nhwc = kind.channels_last(cfg, device, model)
     model = model.to(device, memory_format=memory_format(nhwc))
 
     generator = torch.Generator(device=device)

@@ -64,8 +64,8 @@ class TorchEngine:
         return cfg.device
 
     @staticmethod
-    def channels_last(cfg: Config, device: torch.device) -> bool:
-        return use_channels_last(cfg.train.channels_last, device)
+    def channels_last(cfg: Config, device: torch.device, model: nn.Module) -> bool:
+        return use_channels_last(cfg.train.channels_last, device, model)
 
     @staticmethod
     def torch_threads(cfg: Config) -> int | None:
