@@ -10,6 +10,7 @@ atomically. Only cnnlab/rundir.py calls this module; it decides the file names.
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,10 @@ def save(path: Path, payload: dict[str, Any], fmt: str) -> None:
         if "step_losses" in data:
             data["step_losses"] = torch.tensor(data["step_losses"], dtype=torch.float32)
         with atomic_path(path) as tmp:
-            torch.save(data, tmp)
+            try:
+                torch.save(data, tmp)
+            except RuntimeError as e:  # torch's writer reports a failed write as "[enforce fail ...] file write failed"
+                raise OSError(errno.EIO, str(e).splitlines()[0][:100]) from None
         return
     arrays: dict[str, np.ndarray] = {}
     meta: dict[str, Any] = {"format": NPZ_FORMAT}

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.errors import DivergedError, UserError
+from cnnlab.errors import DivergedError, Interrupted, UserError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
@@ -38,7 +41,8 @@ def train(
     cfg = load_config(config, overrides or [])  # checked before torch is imported: a typo costs no start-up
     from cnnlab.train.runner import train as run_training
 
-    result = run_training(cfg, quiet=quiet)
+    with _stoppable():
+        result = run_training(cfg, quiet=quiet)
     _print_result(result.summary)
     print(result.run_dir)
 
@@ -49,7 +53,8 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to contin
     """Continue an interrupted run from its last checkpoint."""
     from cnnlab.train.runner import resume as run_resume
 
-    result = run_resume(run_dir, quiet=quiet)
+    with _stoppable():
+        result = run_resume(run_dir, quiet=quiet)
     _print_result(result.summary)
     print(result.run_dir)
 
@@ -120,11 +125,34 @@ def study(
             out.print(f"study {opened.plan.study.name}: not started ({total} to run); state would live in {opened.storage}")
         else:
             _print_study(opened, snap)
+        for name, why, resumable in launch.dead_runs(opened.folder):
+            then = "resumes it from its last checkpoint" if resumable else "runs it again (no checkpoint yet)"
+            out.print(f"[bold yellow]died[/] {name}: {why}; `cnnlab study {study_file}` {then}")
         print(opened.folder)
         return
-    opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
+    with _stoppable():
+        opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
     _print_study(opened, snap)
     print(opened.folder)
+
+
+_STOPPED: list[Interrupted] = []  # a stop a command has already reported
+
+
+@contextlib.contextmanager
+def _stoppable() -> Iterator[None]:
+    """A run stopped by SIGINT/SIGTERM after saving: one line and exit code 130 or 143."""
+    try:
+        yield
+    except Interrupted as e:
+        _STOPPED.append(e)
+        name = signal.Signals(e.signum).name
+        if e.run is not None:
+            print(f"cnnlab: stopped by {name} {e.where}, last.pt saved there; `cnnlab resume {e.run}` continues it",
+                  file=sys.stderr)
+        else:
+            print(f"cnnlab: stopped by {name}; {STUDY_INTERRUPTED.split('; ', 1)[1]}", file=sys.stderr)
+        raise typer.Exit(e.exit_code) from None
 
 
 def _say(line: str) -> None:
@@ -252,7 +280,7 @@ def _print_result(s: dict) -> None:
     print("  ".join(parts))
 
 
-INTERRUPTED = "cnnlab: interrupted; `cnnlab resume RUN_DIR` continues a training run from its last finished epoch"
+INTERRUPTED = "cnnlab: interrupted; `cnnlab resume RUN_DIR` continues a training run from its last checkpoint"
 STUDY_INTERRUPTED = "cnnlab: study interrupted; run the same command again to finish only what is missing"
 INTERRUPTED_BY_COMMAND = (
     ("train", INTERRUPTED), ("resume", INTERRUPTED), ("study", STUDY_INTERRUPTED),
@@ -270,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if code == 130 and "--worker" not in args:  # Typer turns Ctrl-C into exit code 130
+        if code == 130 and "--worker" not in args and not _STOPPED:  # Typer turns Ctrl-C into exit code 130
             print(interrupted, file=sys.stderr)
         return code
     except UserError as e:

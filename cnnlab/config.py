@@ -94,6 +94,11 @@ class TrainConfig(_Strict):
     compile: bool = False  # torch.compile the model for training steps
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
     threads: int | None = Field(None, gt=0)
+    # Also save last.pt every N optimizer steps inside an epoch: a run that dies loses at most N steps.
+    checkpoint_every: int | None = Field(None, gt=0)
+    # Stop as diverged when the smoothed training loss exceeds this many times its value at the
+    # first step (None: only NaN and infinity stop a run).
+    diverge_factor: float | None = Field(1000.0, gt=1.0)
 
 
 class Config(_Strict):

@@ -8,6 +8,15 @@ class UserError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: object = "", *args: object) -> None:
+        # Messages quote third-party errors (a pickle's, scipy's, Pillow's), which may span
+        # lines; the promise is one line, so line breaks become "; ".
+        super().__init__(one_line(str(message)), *args)
+
+
+def one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in text.strip().splitlines() if part.strip())
+
 
 class ConfigError(UserError):
     """A config key or value that fails validation."""
@@ -18,9 +27,23 @@ class DataError(UserError):
 
 
 class DivergedError(Exception):
-    """The training loss became NaN or infinite: exit code 3."""
+    """The training loss became NaN, infinite or far larger than it started: exit code 3."""
 
     exit_code = 3
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped on SIGINT (exit code 130) or SIGTERM (143) after saving where it was."""
+
+    def __init__(self, signum: int, where: str = ""):
+        super().__init__(where)
+        self.signum = signum
+        self.where = where  # e.g. "in epoch 2 after step 31"
+        self.run: object = None  # the run directory, once the runner knows it
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
 
 def suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:

@@ -19,7 +19,7 @@ from cnnlab.data.stats import value_scale
 from cnnlab.data.types import Split
 from cnnlab.errors import DataError
 from cnnlab.inference import load_run_model, model_device
-from cnnlab.io import write_text
+from cnnlab.io import writable_file, write_text
 from cnnlab.rundir import Run
 from cnnlab.train.tta import with_tta
 
@@ -52,6 +52,7 @@ def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tens
 
 def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best", "last"] = "best") -> tuple[Path, int]:
     """Write `out` atomically; return its path and the number of rows."""
+    out = writable_file(out, "--out")  # before the model and images are loaded
     cfg, info, model, _ = load_run_model(Run(run_dir), which)
     ids, x = read_inputs(Path(input_path), info)
     device = model_device(model)

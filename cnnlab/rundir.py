@@ -11,36 +11,44 @@ runs/<name>-<timestamp>/
   curves.png        loss per step, accuracy per epoch
   confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
   traceback.txt     a study run that raised: what it raised
+  lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
 
 Every file is written atomically (cnnlab/io.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from cnnlab import checkpoints
+from cnnlab import checkpoints, lease
 from cnnlab.config import Config, read_yaml
 from cnnlab.errors import ConfigError, UserError
-from cnnlab.io import write_json, write_jsonl, write_text
+from cnnlab.io import writable_folder, write_json, write_jsonl, write_text
 from cnnlab.resolve import resolve
 
-CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK = (
-    "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt")
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK = (
+    "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
+
+
+def check_writable(folder: str | Path, key: str = "train.out_dir") -> Path:
+    """The folder runs go into, or a UserError now (before any data is read); nothing is
+    created until the run is (a config refused later must leave nothing behind)."""
+    return writable_folder(folder, key, create=False)
 
 
 def create(out_dir: str | Path, name: str) -> Run:
     """A new, empty run directory named after the run and the current time."""
-    out = Path(out_dir).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_folder(out_dir, "train.out_dir")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for k in range(1000):
         path = out / (f"{name}-{stamp}" if k == 0 else f"{name}-{stamp}-{k}")
@@ -128,6 +136,43 @@ class Run:
 
     def has_checkpoint(self, which: str) -> bool:
         return self.checkpoint_path(which) is not None
+
+    def holder(self) -> str | None:
+        """Who is training this run now ('pid 123 on host'), or None when no live process is."""
+        try:
+            held = json.loads((self.path / LOCK).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(held, dict) or lease.stale_reason(held, None) is not None:
+            return None  # the process that held it is gone (kill -9, a crash, a lost machine)
+        return f"pid {held.get('pid')} on {str(held.get('host', '?')).split(':')[0]}"
+
+    def died(self) -> str | None:
+        """Why the run stopped without a word (its summary says running, no live process holds
+        it), or None: a run that finished, was interrupted cleanly, or is being trained."""
+        summary = self.summary_or_none()
+        if summary is None or summary.get("status") != "running" or self.holder() is not None:
+            return None
+        try:
+            held = json.loads((self.path / LOCK).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            held = None
+        reason = lease.stale_reason(held, None) if isinstance(held, dict) else None
+        return reason or "its process is gone"
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        """Hold the run's lock while a process trains it: a lease that beats, removed at the end."""
+        held = self.holder()
+        if held is not None:
+            raise UserError(f"{self.path}: this run is being trained by {held}; wait for it, or stop that process")
+        path = self.path / LOCK
+        write_json(path, lease.new_lease())
+        try:
+            with lease.Heartbeat(lambda: write_json(path, lease.new_lease())):
+                yield
+        finally:
+            path.unlink(missing_ok=True)
 
     def resumable(self) -> bool:
         """A last checkpoint and data.json are there: `cnnlab resume` can continue the run."""

@@ -125,7 +125,7 @@ def test_grayscale_palette_and_rgba(tmp_path):
 
 def test_not_an_image_dataset(tmp_path):
     root = make_tree(tmp_path / "one", {"only/1.png": png_bytes(np.zeros((4, 4, 3), np.uint8))})
-    with pytest.raises(DataError, match="expected root/<class>/<image> with at least two classes"):
+    with pytest.raises(DataError, match=r"only one class folder \(.only.\); a classifier needs root/<class>/<image> with at least two"):
         read_raw(data(root, cache=False))
     bad_zip = tmp_path / "x.zip"
     bad_zip.write_bytes(b"PK\x03\x04 definitely not a zip")

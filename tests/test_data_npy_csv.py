@@ -80,7 +80,7 @@ def test_unreadable_arrays(kaggle_dir, tmp_path):
     d = copy(kaggle_dir, tmp_path)
     good = (d / "train.npy").read_bytes()
     (d / "train.npy").write_bytes(good[: len(good) - 5000])
-    with pytest.raises(DataError, match="train.npy: not a readable .npy array"):
+    with pytest.raises(DataError, match=r"train.npy: its header declares \(1500, 784\) uint8 .* it is truncated or damaged"):
         read_raw(data(d))
     np.save(d / "train.npy", np.array([{"a": 1}] * 3, dtype=object), allow_pickle=True)
     with pytest.raises(DataError, match="does not unpickle"):

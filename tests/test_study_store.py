@@ -11,7 +11,7 @@ import yaml
 from conftest import write_config
 from optuna.trial import TrialState
 
-from cnnlab.study import lease
+from cnnlab import lease
 from cnnlab.study.launch import open_study
 from cnnlab.study.store import is_done, key_of, winners
 from cnnlab.study.worker import Worker

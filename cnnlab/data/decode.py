@@ -37,6 +37,9 @@ def decode_one(tree: FileTree, rel: str, mode: str, size: Size | None) -> np.nda
     data = tree.read(rel)
     try:
         with Image.open(io.BytesIO(data)) as im:
+            too_big = _too_big(im)
+            if too_big:
+                return too_big
             im.load()
             im = upright(im)
             if im.mode in _WIDE_MODES:
@@ -50,20 +53,31 @@ def decode_one(tree: FileTree, rel: str, mode: str, size: Size | None) -> np.nda
             if size is not None and im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR, reducing_gap=None)
             arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError) as e:
         return f"{type(e).__name__}: {e}"
     return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def _too_big(im: Image.Image) -> str | None:
+    """Why an image is refused before decoding: it declares more pixels than Pillow's safety limit."""
+    w, h = im.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is not None and w * h > limit:
+        return f"it declares {w} x {h} pixels, more than Pillow's safety limit of {limit:,} (a decompression bomb?)"
+    return None
 
 
 def probe_mode(tree: FileTree, rel: str) -> tuple[str, Size] | None:
     """(PIL mode, (H, W) as displayed) from the header only, or None when unreadable."""
     try:
         with Image.open(io.BytesIO(tree.read(rel))) as im:
+            if _too_big(im):
+                return None
             w, h = im.size
             if im.getexif().get(_ORIENTATION, 1) in (5, 6, 7, 8):  # rotated by 90 degrees
                 w, h = h, w
             return im.mode, (h, w)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError, EOFError):
         return None
 
 

@@ -143,7 +143,13 @@ class FileLoader:
         self.plan.batches = [pairs[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        return self.batches()
+
+    def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        # The epoch's draws (order, per-image seeds) are all made here, so skipping is slicing;
+        # MixUp/CutMix draw from torch's global generator, which a checkpoint restores.
         self._plan_epoch()
+        self.plan.batches = self.plan.batches[skip:]
         try:
             for x, y in self.loader:
                 x = x.to(self.device, non_blocking=True)

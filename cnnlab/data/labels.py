@@ -48,6 +48,29 @@ def check_range(labels: np.ndarray, k: int, source: str) -> torch.Tensor:
     return torch.from_numpy(labels.copy())
 
 
+def refuse_fractional(values: Sequence[Any], source: str) -> None:
+    """Named labels must not be numbers: '2.5' among integer labels is a typo, not a class name."""
+    for row, v in enumerate(values):
+        try:
+            number = float(v)
+        except (TypeError, ValueError):
+            return  # a real name: the labels are class names
+        if not number.is_integer() or not str(v).strip().lstrip("-").isdigit():
+            others = [w for w in values if w != v]
+            if all(_is_number(w) for w in others):
+                raise DataError(f"{source}: label {v!r} at row {row} is not an integer, but the other labels are "
+                                "numbers; labels are class indices (integers) or class names, not fractions")
+            return
+
+
+def _is_number(v: Any) -> bool:
+    try:
+        float(v)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def encode(values: Sequence[Any], classes: list[Any], source: str) -> torch.Tensor:
     """Indices of `values` in `classes`; an unknown value is a DataError naming it."""
     lookup = {c: i for i, c in enumerate(classes)}

@@ -36,6 +36,12 @@ class Loader(Protocol):
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]: ...
 
+    def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This epoch's batches after the first `skip` (a run resumed mid-epoch): drawing the
+        same randomness for the skipped ones, so the rest are the batches an uninterrupted
+        epoch would have produced."""
+        ...
+
 
 def epoch_rng(generator: torch.Generator | None) -> Rng:
     """This epoch's Rng: the device generator, plus a NumPy generator seeded from it (one draw per epoch)."""
@@ -89,13 +95,19 @@ class BatchLoader:
         return (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        return self.batches()
+
+    def batches(self, skip: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         n = len(self.x)
         order = None
         if self.shuffle:
             order = torch.randperm(n, generator=self.generator, device=self.x.device)
         # Deterministic ops (resize, center_crop) draw nothing, so they leave the generator as it was.
-        rng = epoch_rng(self.generator) if any(not op.always for op in self.augment) else epoch_rng(None)
-        for start in range(0, n, self.batch_size):
+        random = any(not op.always for op in self.augment)
+        rng = epoch_rng(self.generator) if random else epoch_rng(None)
+        for i, start in enumerate(range(0, n, self.batch_size)):
+            if i < skip and not random:
+                continue
             if order is None:
                 xb = self.x[start : start + self.batch_size]
                 yb = None if self.y is None else self.y[start : start + self.batch_size]
@@ -103,7 +115,9 @@ class BatchLoader:
                 idx = order[start : start + self.batch_size]
                 xb = self.x[idx]
                 yb = None if self.y is None else self.y[idx]
-            yield self.prepare(xb, yb, rng)
+            batch = self.prepare(xb, yb, rng)  # a skipped batch still draws its augmentations' randomness
+            if i >= skip:
+                yield batch
 
     def prepare(self, xb: torch.Tensor, yb: torch.Tensor | None = None,
                 rng: Rng | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

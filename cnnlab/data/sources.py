@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from cnnlab.errors import DataError
 
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+# An archive member is read whole into memory: one that declares more than this is refused
+# before reading (an image dataset's files are kilobytes to a few megabytes).
+MAX_MEMBER_BYTES = 256 * 2**20
 
 
 class FileTree:
@@ -45,27 +49,51 @@ class FileTree:
     def files(self) -> list[str]:
         """Every file's relative path, sorted; hidden files and __MACOSX left out."""
         if self._files is None:
-            if self.is_zip:
-                names = [n for n in self._archive().namelist() if not n.endswith("/")]
-                self._files = sorted(n for n in names if not _hidden(n))
-            else:
-                found = sorted(
-                    str(PurePosixPath(Path(root).relative_to(self.path), f))
-                    for root, dirs, files in os.walk(self.path)
-                    for f in files
-                    if not _hidden(f)
-                )
-                self._files = [f[2:] if f.startswith("./") else f for f in found]
+            self._files = self._zip_listing() if self.is_zip else self._folder_listing()
         return self._files
+
+    def _zip_listing(self) -> list[str]:
+        names = []
+        for info in self._archive().infolist():
+            rel = PurePosixPath(info.filename.replace("\\", "/"))
+            if rel.is_absolute() or ".." in rel.parts or (rel.parts and ":" in rel.parts[0]):
+                raise DataError(f"{self.path}: member '{info.filename}' has an absolute path or climbs out with '..'; "
+                                "cnnlab refuses such archives: pack the dataset again with relative paths")
+            if info.is_dir() or _hidden(info.filename):
+                continue
+            if info.flag_bits & 0x1:
+                raise DataError(f"{self.path}: member '{info.filename}' is encrypted; cnnlab reads archives without "
+                                "passwords: extract them and point data.path at the folder")
+            names.append(info.filename)
+        return sorted(names)
+
+    def _folder_listing(self) -> list[str]:
+        def fail(e: OSError) -> None:
+            raise DataError(f"{e.filename}: cannot list this folder ({e.strerror}); fix its permissions or remove it")
+
+        found = sorted(
+            str(PurePosixPath(Path(root).relative_to(self.path), f))
+            for root, dirs, files in os.walk(self.path, onerror=fail)
+            for f in files
+            if not _hidden(f)
+        )
+        return [f[2:] if f.startswith("./") else f for f in found]
 
     def read(self, rel: str) -> bytes:
         """The bytes of one file."""
         try:
             if self.is_zip:
-                return self._archive().read(rel)
+                archive = self._archive()
+                size = archive.getinfo(rel).file_size
+                if size > MAX_MEMBER_BYTES:
+                    raise DataError(f"{self.describe(rel)}: declares {size:,} bytes, more than an image file of a "
+                                    f"dataset ({MAX_MEMBER_BYTES:,}); the archive is damaged or not a dataset")
+                return archive.read(rel)
             return (self.path / rel).read_bytes()
-        except (OSError, zipfile.BadZipFile, KeyError) as e:
-            raise DataError(f"{self.describe(rel)}: cannot read ({e})") from None
+        except (OSError, zipfile.BadZipFile, KeyError, RuntimeError, EOFError, zlib.error) as e:
+            # RuntimeError: zipfile's "encrypted, password required" and unsupported compression
+            hint = " (a broken or looping symbolic link?)" if isinstance(e, OSError) and (self.path / rel).is_symlink() else ""
+            raise DataError(f"{self.describe(rel)}: cannot read ({e}){hint}") from None
 
     def describe(self, rel: str) -> str:
         """A path a person can find: 'archive.zip:member' or the full file path."""
@@ -79,7 +107,11 @@ class FileTree:
             h.update(f"{st.st_size}:{st.st_mtime_ns}".encode())
         else:
             for rel in self.files:
-                st = (self.path / rel).stat()
+                try:
+                    st = (self.path / rel).stat()
+                except OSError as e:
+                    raise DataError(f"{self.path / rel}: cannot read ({e.strerror}); a broken or looping symbolic link? "
+                                    "remove it or point it at a file") from None
                 h.update(f"{rel}:{st.st_size}:{st.st_mtime_ns}".encode())
         return h.hexdigest()[:20]
 

@@ -15,8 +15,8 @@ import torch
 
 from cnnlab.config import Config
 from cnnlab.errors import DivergedError, UserError
+from cnnlab.lease import HOST
 from cnnlab.rundir import Run
-from cnnlab.study.lease import HOST
 from cnnlab.train import runner
 from cnnlab.train.trainer import Callback
 

@@ -23,7 +23,8 @@ import cnnlab
 from cnnlab.data.build import read_raw
 from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
-from cnnlab.study.lease import HOST, exit_with_parent
+from cnnlab.lease import HOST, exit_with_parent
+from cnnlab.rundir import Run
 from cnnlab.study.plan import Plan, build_plan
 from cnnlab.study.results import Snapshot, Writer, snapshot
 from cnnlab.study.spec import Study, epoch_metric, load_study
@@ -216,6 +217,19 @@ def study_status(path: Path, overrides: list[str], storage: str | None) -> tuple
     if opened.store is None:
         return opened, None
     return opened, snapshot(opened.plan, opened.store)
+
+
+def dead_runs(folder: Path) -> list[tuple[str, str, bool]]:
+    """Runs of this machine's study folder whose process died mid-run: (runs/NAME, why, has a
+    checkpoint). Running the study again reclaims their trials and resumes them from last.pt."""
+    found = []
+    runs = folder / "runs"
+    for run_dir in sorted(runs.iterdir()) if runs.is_dir() else []:
+        run = Run(run_dir)
+        why = run.died() if run_dir.is_dir() else None
+        if why is not None:
+            found.append((f"runs/{run_dir.name}", why, run.resumable()))
+    return found
 
 
 def describe(opened: Opened, workers: int) -> dict:

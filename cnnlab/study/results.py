@@ -14,8 +14,8 @@ from typing import Any
 from optuna.trial import TrialState
 
 from cnnlab.io import write_text
+from cnnlab.lease import stale_reason
 from cnnlab.study.execute import KINDS, SPLITS
-from cnnlab.study.lease import stale_reason
 from cnnlab.study.plan import Plan, Variant, get_key, search_variant
 from cnnlab.study.spec import fmt_value
 from cnnlab.study.store import Progress, Store, key_of, winners

@@ -25,8 +25,8 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnlab import lease
 from cnnlab.errors import ConfigError, UserError
-from cnnlab.study import lease
 from cnnlab.study.plan import trial_key
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

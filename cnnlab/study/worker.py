@@ -17,8 +17,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnlab.lease import Heartbeat
 from cnnlab.study.execute import run_unit
-from cnnlab.study.lease import Heartbeat
 from cnnlab.study.plan import Plan, Unit, search_variant, trial_key
 from cnnlab.study.spec import Param, choice_value, epoch_metric
 from cnnlab.study.store import Store, key_of

@@ -42,7 +42,7 @@ class Reporter:
         if not self.quiet:
             print(text, file=self.stream, flush=True)
 
-    def start_epoch(self, epoch: int) -> None:
+    def start_epoch(self, epoch: int, done: int = 0) -> None:
         if self.live:
             self._progress = Progress(
                 TextColumn(f"epoch {epoch}/{self.epochs}"), BarColumn(), MofNCompleteColumn(),
@@ -50,7 +50,7 @@ class Reporter:
                 console=Console(file=self.stream), transient=True,
             )
             self._progress.start()
-            self._task = self._progress.add_task("train", total=self.steps, loss="-")
+            self._task = self._progress.add_task("train", total=self.steps, completed=done, loss="-")
 
     def advance(self, loss: float | None = None) -> None:
         if self._progress is not None:

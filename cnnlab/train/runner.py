@@ -6,6 +6,7 @@ leaves a half-made run behind; then the run directory is made and the one loop t
 
 from __future__ import annotations
 
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ import torch
 from cnnlab import rundir
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
-from cnnlab.errors import DivergedError, UserError
+from cnnlab.errors import DivergedError, Interrupted, UserError
 from cnnlab.rundir import Run
 from cnnlab.train.logged import metric_mode
 from cnnlab.train.progress import Reporter
 from cnnlab.train.session import Session, build_session
+from cnnlab.train.signals import StopRequests
 from cnnlab.train.trainer import Callback, StopTraining, Trainer, TrainState
 
 
@@ -32,6 +34,7 @@ class RunResult:
 def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
           callbacks: list[Callback] | None = None) -> RunResult:
     """Build everything, create the run directory, train, write the summary."""
+    rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
     session = build_session(cfg)
     if run_dir is None:
         run = rundir.create(cfg.train.out_dir, cfg.name or "run")
@@ -42,7 +45,8 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     run.write_data_info(session.data_info())
     reporter = _reporter(session, quiet)
     reporter.message(_banner(session, run))
-    return _fit(session, session.trainer(run, reporter, callbacks or []), run)
+    stops = StopRequests()
+    return _fit(session, session.trainer(run, reporter, callbacks or [], stops.requested), run, stops)
 
 
 def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | None = None) -> RunResult:
@@ -57,12 +61,19 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     session = build_session(cfg, build_data(data, cfg.seed))
     if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
         raise UserError(f"{cfg.data.path}: the dataset changed since {run.name} started (classes or split sizes differ)")
+    held = run.holder()
+    if held is not None:
+        raise UserError(f"{run.path}: this run is being trained by {held}; wait for it, or stop that process")
     reporter = _reporter(session, quiet)
-    trainer = session.trainer(run, reporter, callbacks or [])
+    stops = StopRequests()
+    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    died = run.died()
+    if died is not None:
+        reporter.message(f"{run.name}: the process that was training it died without a word ({died})")
     if run.has_checkpoint("last"):
         trainer.restore(run.checkpoint("last"))
-        reporter.message(f"resuming {run.name} after epoch {trainer.state.epoch}/{cfg.train.epochs}")
-    return _fit(session, trainer, run)
+        reporter.message(f"resuming {run.name} {trainer.position()} of {cfg.train.epochs} epochs")
+    return _fit(session, trainer, run, stops)
 
 
 def _reporter(session: Session, quiet: bool) -> Reporter:
@@ -88,28 +99,42 @@ def _banner(s: Session, run: Run) -> str:
     return text + ("\noptions " + "; ".join(options) if options else "")
 
 
-def _fit(session: Session, trainer: Trainer, run: Run) -> RunResult:
+def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> RunResult:
+    env = rundir.environment()  # once: it asks git
     status, reason = "completed", None
-    try:
-        trainer.fit()
-    except StopTraining as e:
-        status, reason = e.status, e.reason
-    except DivergedError as e:
-        status, reason = "diverged", str(e)
-        raise
-    except KeyboardInterrupt:
-        status, reason = "interrupted", "stopped by the user; `cnnlab resume` continues it"
-        raise
-    except Exception as e:
-        status, reason = "failed", f"{type(e).__name__}: {e}"
-        raise
-    finally:
-        summary = make_summary(session, trainer.state, status, reason)
-        run.write_summary(summary)
+    with run.training():
+        run.write_summary(make_summary(session, trainer.state, "running", None, env))
+        try:
+            with stops:
+                trainer.fit()
+        except StopTraining as e:
+            status, reason = e.status, e.reason
+        except DivergedError as e:
+            status, reason = "diverged", str(e)
+            raise
+        except Interrupted as e:
+            status, reason = "interrupted", f"{signal.Signals(e.signum).name} {e.where}; `cnnlab resume` continues it"
+            e.run = run.path
+            raise
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "stopped by the user; `cnnlab resume` continues it from the last checkpoint"
+            raise
+        except Exception as e:
+            status, reason = "failed", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            summary = make_summary(session, trainer.state, status, reason, env)
+            try:
+                run.write_summary(summary)
+            except UserError:
+                if status == "completed":
+                    raise
+                # the run already failed (a full disk, say): its own error is the one to report
     return RunResult(run.path, summary)
 
 
-def make_summary(session: Session, state: TrainState, status: str, reason: str | None) -> dict[str, Any]:
+def make_summary(session: Session, state: TrainState, status: str, reason: str | None,
+                 env: dict[str, Any]) -> dict[str, Any]:
     """Headline numbers of a run: the chosen (best) epoch's metrics, bests, and provenance."""
     history = state.history
     best_row = next((m for m in history if m["epoch"] == state.best_epoch), history[-1] if history else {})
@@ -136,7 +161,7 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         "best": bests,
         "data": {"sizes": session.bundle.info()["sizes"], "classes": session.bundle.num_classes},
     }
-    summary.update(rundir.environment())
+    summary.update(env)
     return summary
 
 

@@ -7,6 +7,7 @@ user input fails here, so bad input never leaves a half-made run directory behin
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,13 +62,16 @@ class Session:
         """Plain data stored in every checkpoint so it explains itself."""
         return {"engine": self.cfg.engine, "config": self.cfg.to_dict(), "data": self.data_info()}
 
-    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback]) -> Trainer:
+    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback],
+                stop_requested: Callable[[], int | None] = lambda: None) -> Trainer:
         own = [self.early_stop] if self.early_stop is not None else []
+        t = self.cfg.train
         return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
                        train_loader=self.train_loader, eval_loaders=self.eval_loaders,
-                       num_classes=self.bundle.num_classes, epochs=self.cfg.train.epochs, run=run,
+                       num_classes=self.bundle.num_classes, epochs=t.epochs, run=run,
                        generator=self.generator, autocast=self.autocast, reporter=reporter, meta=self.meta(),
-                       callbacks=own + list(callbacks))
+                       callbacks=own + list(callbacks), checkpoint_every=t.checkpoint_every,
+                       diverge_factor=t.diverge_factor, stop_requested=stop_requested)
 
 
 def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:

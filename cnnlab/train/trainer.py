@@ -5,10 +5,22 @@ After each epoch the loop evaluates every split that exists, steps the schedule,
 callbacks (early stopping, study pruning), saves best (by validation accuracy) and last (the
 full state needed to resume bit-for-bit on CPU), and rewrites metrics.jsonl and curves.png,
 all through the run directory (cnnlab/rundir.py).
+
+last is also saved inside an epoch: every `train.checkpoint_every` steps, and when a stop is
+requested (SIGINT, SIGTERM: signals.py). Such a checkpoint holds the epoch's progress
+("partial": steps done, running sums, the data generator as the epoch began), and resuming
+from it replays the same batches from the next step on.
+
+A run stops as diverged when a step loss is NaN or infinite, or when the smoothed loss
+(TensorBoard's smoothing, weight 0.9) exceeds `train.diverge_factor` times the loss of the
+run's first step, taken before any update (ln K for a K-class cross-entropy): an lr that blows
+the weights up does so within a few steps, so a mean over several first steps would already
+hold the blow-up.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,7 +33,7 @@ from cnnlab.analysis.curves import plot_curves
 from cnnlab.data.augment import hard_labels
 from cnnlab.data.loader import Loader
 from cnnlab.device import Autocast
-from cnnlab.errors import DivergedError
+from cnnlab.errors import DivergedError, Interrupted
 from cnnlab.rundir import Run
 from cnnlab.train.engine import Engine
 from cnnlab.train.metrics import evaluate
@@ -32,6 +44,7 @@ from cnnlab.train.schedule import Schedule
 # written; it may raise StopTraining. Optional members: `state_key` with `state_dict()` and
 # `load_state_dict()` (its state then travels in last.pt), and `note()` (words for the epoch line).
 Callback = Callable[[int, dict[str, Any]], None]
+SMOOTHING = 0.9
 
 
 class StopTraining(Exception):
@@ -79,12 +92,18 @@ class Trainer:
         reporter: Reporter,
         meta: dict[str, Any],
         callbacks: list[Callback] | None = None,
+        checkpoint_every: int | None = None,
+        diverge_factor: float | None = None,
+        stop_requested: Callable[[], int | None] = lambda: None,
     ):
         self.engine, self.schedule, self.loss_fn = engine, schedule, loss_fn
         self.train_loader, self.eval_loaders = train_loader, eval_loaders
         self.num_classes, self.epochs, self.run = num_classes, epochs, run
         self.generator, self.autocast = generator, autocast
         self.reporter, self.meta, self.callbacks = reporter, meta, callbacks or []
+        self.checkpoint_every, self.diverge_factor, self.stop_requested = checkpoint_every, diverge_factor, stop_requested
+        self._partial: dict[str, Any] | None = None  # the epoch in progress, as a checkpoint keeps it
+        self._smooth = (0.0, 0.0)  # the divergence guard's running average: (value, bias-correction weight)
         self.select = "val_acc" if "val" in eval_loaders else None  # None: the last epoch is best
         self.device = train_loader.device
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
@@ -111,6 +130,16 @@ class Trainer:
         self.state = TrainState(epoch=s["epoch"], history=list(s["history"]), step_losses=list(payload["step_losses"]),
                                 best_value=s["best_value"], best_epoch=s["best_epoch"], elapsed=s["elapsed"],
                                 stop=s.get("stop"))
+        self._partial = payload.get("partial")
+        self._smooth = (0.0, 0.0)
+        for v in self.state.step_losses:  # the guard's running average, as it was
+            self._smooth = _smoothed(self._smooth, v)
+
+    def position(self) -> str:
+        """Where the run stands, in words: 'after epoch 2' or 'in epoch 3 after step 40'."""
+        if self._partial is not None:
+            return f"in epoch {self._partial['epoch']} after step {self._partial['step']}"
+        return f"after epoch {self.state.epoch}"
 
     def _stateful(self) -> list[Any]:
         return [cb for cb in self.callbacks if hasattr(cb, "state_key")]
@@ -134,6 +163,7 @@ class Trainer:
             "callbacks": {cb.state_key: cb.state_dict() for cb in self._stateful()},
             "state": self.state.to_dict(),
             "step_losses": self.state.step_losses,
+            **({"partial": self._partial} if self._partial is not None else {}),
         }
         self.run.write_checkpoint("last", payload, self.engine.checkpoint_format)
 
@@ -146,14 +176,15 @@ class Trainer:
         with self.engine.running():
             for epoch in range(self.state.epoch + 1, self.epochs + 1):
                 start = time.perf_counter()
-                metrics = {"epoch": epoch, "lr": self.schedule.lr}
-                metrics.update(self._train_epoch(epoch))
+                partial, self._partial = self._partial, None
+                metrics = {"epoch": epoch, "lr": partial["lr"] if partial else self.schedule.lr}
+                metrics.update(self._train_epoch(epoch, partial))
                 for name, loader in self.eval_loaders.items():
                     ev = evaluate(self.engine.eval_model(), loader, self.loss_fn, self.num_classes, self.autocast)
                     metrics[f"{name}_loss"], metrics[f"{name}_acc"] = ev.loss, ev.acc
                     if ev.top5 is not None:
                         metrics[f"{name}_top5"] = ev.top5
-                metrics["seconds"] = time.perf_counter() - start
+                metrics["seconds"] = time.perf_counter() - start + (partial["seconds"] if partial else 0.0)
                 self.schedule.after_epoch(metrics)
                 stop = None
                 try:
@@ -164,16 +195,26 @@ class Trainer:
                 self._end_epoch(epoch, metrics, stop)
                 if stop is not None:
                     raise stop
+                if self.stop_requested() is not None and epoch < self.epochs:
+                    raise Interrupted(self.stop_requested(), f"after epoch {epoch}")  # type: ignore[arg-type]
         return self.state
 
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
-        self.reporter.start_epoch(epoch)
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        l2_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        seen, has_l2 = 0, False
+    def _train_epoch(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, float]:
+        """One pass over the training batches (the rest of one, from a mid-epoch checkpoint)."""
+        start_time = time.perf_counter()
+        if partial is not None:  # replay the epoch's draws from where it began, then carry on
+            self.generator.set_state(_tensor(partial["epoch_rng"]))
+        epoch_rng = self.generator.get_state()
+        lr = self.schedule.lr if partial is None else partial["lr"]
+        done = 0 if partial is None else int(partial["step"])
+        sums = {"loss": 0.0, "l2": 0.0, "correct": 0, "seen": 0, "has_l2": False} if partial is None else dict(partial["sums"])
+        loss_sum = torch.tensor(float(sums["loss"]), dtype=torch.float64, device=self.device)
+        l2_sum = torch.tensor(float(sums["l2"]), dtype=torch.float64, device=self.device)
+        correct = torch.tensor(int(sums["correct"]), dtype=torch.long, device=self.device)
+        seen, has_l2 = int(sums["seen"]), bool(sums["has_l2"])
+        self.reporter.start_epoch(epoch, done)
         pending: list[torch.Tensor] = []
-        for x, y in self.train_loader:
+        for x, y in self.train_loader.batches(skip=done):
             self.engine.set_lr(self.schedule.lr, self.schedule.momentum)
             step = self.engine.train_step(x, y)
             self.schedule.after_batch()
@@ -184,9 +225,24 @@ class Trainer:
             # With mixup/cutmix, y holds class probabilities: a hit is the argmax of the mixed target.
             correct += (step.logits.argmax(1) == hard_labels(y)).sum()
             seen += len(y)
+            done += 1
             pending.append(step.loss)
-            if len(pending) >= self.check_every:
+            signum = self.stop_requested()
+            every = self.checkpoint_every is not None and done % self.checkpoint_every == 0
+            if len(pending) >= self.check_every or signum is not None or every:
                 self._flush(pending, epoch)
+            if (signum is not None or every) and done < len(self.train_loader):
+                self._partial = {
+                    "epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
+                    "seconds": time.perf_counter() - start_time + (partial["seconds"] if partial else 0.0),
+                    "sums": {"loss": float(loss_sum), "l2": float(l2_sum), "correct": int(correct), "seen": seen,
+                             "has_l2": has_l2},
+                }
+                self.save_last()
+                self._partial = None
+                if signum is not None:
+                    self.reporter.close()
+                    raise Interrupted(signum, f"in epoch {epoch} after step {done}")
         self._flush(pending, epoch)
         self.reporter.close()
         out = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
@@ -203,12 +259,24 @@ class Trainer:
         for v in values:
             self.state.step_losses.append(v)
             self.reporter.advance(v)
-            if not torch.isfinite(torch.tensor(v)):
-                step = len(self.state.step_losses)
+            self._smooth = _smoothed(self._smooth, v)
+            step = len(self.state.step_losses)
+            what = None
+            if not math.isfinite(v):
+                what = f"training loss became {v}"
+            elif self.diverge_factor is not None and step > 1:
+                first = self.state.step_losses[0]
+                smoothed = self._smooth[0] / self._smooth[1]
+                if smoothed > self.diverge_factor * abs(first):
+                    what = (f"smoothed training loss reached {smoothed:.4g}, more than train.diverge_factor "
+                            f"({self.diverge_factor:g}) times its first step's {first:.4g}")
+            if what is not None:
+                kept = (f"best.pt still holds epoch {self.state.best_epoch}" if self.state.best_epoch is not None
+                        else "no epoch had finished")
                 raise DivergedError(
-                    f"training loss became {v} at epoch {epoch}, step {step}: the run diverged. "
+                    f"{what} at epoch {epoch}, step {step}: the run diverged. "
                     f"Try a lower learning rate (optim.lr is {self.schedule.lr:.3g} now) or gradient clipping "
-                    f"(train.grad_clip=1.0); best.pt still holds the best epoch before it"
+                    f"(train.grad_clip=1.0); {kept}"
                 )
 
     def _end_epoch(self, epoch: int, metrics: dict[str, Any], stop: StopTraining | None) -> None:
@@ -229,6 +297,11 @@ class Trainer:
         self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
         if stop is not None:
             self.reporter.message(stop.reason)
+
+
+def _smoothed(avg: tuple[float, float], value: float) -> tuple[float, float]:
+    """One step of the bias-corrected exponential average (value / weight is the average)."""
+    return SMOOTHING * avg[0] + (1 - SMOOTHING) * value, SMOOTHING * avg[1] + (1 - SMOOTHING)
 
 
 def _tensor(state: Any) -> torch.Tensor:

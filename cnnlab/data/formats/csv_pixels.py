@@ -14,7 +14,7 @@ import numpy as np
 
 from cnnlab.data.formats.npy_csv import to_images
 from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, encode, numeric_classes
+from cnnlab.data.labels import check_range, encode, numeric_classes, refuse_fractional
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy
@@ -107,9 +107,12 @@ def _check_widths(path: Path, width: int) -> None:
 
 
 def _loadtxt(path: Path, cols: list[int], dtype: type) -> np.ndarray:
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*contained no data")  # empty lines are fine
-        arr = np.loadtxt(path, delimiter=",", skiprows=1, usecols=cols, dtype=dtype, encoding="utf-8-sig", ndmin=2)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*contained no data")  # empty lines are fine
+            arr = np.loadtxt(path, delimiter=",", skiprows=1, usecols=cols, dtype=dtype, encoding="utf-8-sig", ndmin=2)
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a UTF-8 text CSV") from None
     return arr[:, 0] if dtype is str else arr
 
 
@@ -166,6 +169,7 @@ def load_csv_pixels(
         classes, values = numeric_classes(y, str(train_path), num_classes)
         labels = _check_labels(y, len(classes), train_path)
     else:  # named labels: sorted classes, predictions written by name
+        refuse_fractional(raw_labels.tolist(), str(train_path))
         classes = sorted(set(raw_labels.tolist()))
         values = list(classes)
         labels = encode(raw_labels.tolist(), classes, str(train_path))

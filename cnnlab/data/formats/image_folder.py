@@ -117,10 +117,11 @@ def _scan(tree: FileTree) -> tuple[dict[str, str], list[str], dict[str, list[str
     per_split = {s: class_files(tree, p) for s, p in folders.items()}
     classes = sorted(per_split["train"])
     if len(classes) < 2:
-        raise DataError(
-            f"{tree.describe(folders['train'])}: found {len(classes)} class folder(s) with images; "
-            "expected root/<class>/<image> with at least two classes"
-        )
+        lone = root.rstrip("/").rsplit("/", 1)[-1] if root and image_files(tree, root) else None  # the folder itself
+        found = (f"only one class folder ('{classes[0] if classes else lone}')" if classes or lone
+                 else "no class folder with images")
+        raise DataError(f"{tree.describe(folders['train'])}: {found}; a classifier needs root/<class>/<image> "
+                        "with at least two class folders")
     for split, groups in per_split.items():
         unknown = sorted(set(groups) - set(classes))
         if unknown:

@@ -17,12 +17,11 @@ import numpy as np
 from cnnlab.data.formats.npy_csv import to_images
 from cnnlab.data.formats.registry import FORMATS
 from cnnlab.data.labels import check_range, numeric_classes
+from cnnlab.data.matfile import read_variables
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy
 
-scipy_io = lazy("scipy.io")
-scipy_sparse = lazy("scipy.sparse")
 torch = lazy("torch")
 
 Orientation = Literal["auto", "columns", "rows"]
@@ -79,34 +78,6 @@ def load_mat(
     if test is None:
         notes.append("no test split: set data.test_from (e.g. 60000 for mnist-original.mat) or data.test_data_var/test_label_var")
     return RawDataset(train=train, test=test, classes=classes, label_values=values, notes=notes)
-
-
-def read_variables(path: Path, names: list[str]) -> dict[str, np.ndarray]:
-    """The named variables as arrays; a DataError lists what the file holds when one is missing."""
-    try:
-        present = {name: (shape, kind) for name, shape, kind in scipy_io.whosmat(str(path))}
-        missing = [n for n in names if n not in present]
-        if missing:
-            have = ", ".join(f"{n} ({'x'.join(map(str, s))} {k})" for n, (s, k) in present.items()) or "nothing"
-            raise DataError(f"{path}: no variable '{missing[0]}'; the file holds {have}; "
-                            "set data.data_var / data.label_var (and test_*_var) to the right names")
-        mat = scipy_io.loadmat(str(path), variable_names=names)
-    except NotImplementedError:
-        # scipy reads up to v7; v7.3 files are HDF5 containers.
-        raise DataError(f"{path}: a MATLAB v7.3 (HDF5) file, which cnnlab cannot read; re-save it in MATLAB "
-                        "with save(file, ..., '-v7')") from None
-    except (ValueError, TypeError, OSError, EOFError) as e:
-        raise DataError(f"{path}: not a readable .mat file ({e})") from None
-    out = {}
-    for n in names:
-        v = mat[n]
-        if scipy_sparse.issparse(v):
-            v = v.toarray()
-        if not isinstance(v, np.ndarray) or not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
-            raise DataError(f"{path}: variable '{n}' is a {getattr(v, 'dtype', type(v).__name__)} (cell or struct?); "
-                            "expected a numeric matrix")
-        out[n] = v.astype(np.uint8) if v.dtype == bool else v
-    return out
 
 
 def _columns(data: np.ndarray, labels: np.ndarray, orientation: Orientation) -> bool:

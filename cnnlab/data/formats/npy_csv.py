@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import math
+import tokenize
 from pathlib import Path
 
 import numpy as np
 
 from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, numeric_classes
+from cnnlab.data.labels import check_range, numeric_classes, refuse_fractional
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy
@@ -22,7 +23,17 @@ def load_npy(path: Path) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
+        with open(path, "rb") as f:  # the declared shape, checked against the file before anything is allocated
+            version = np.lib.format.read_magic(f)
+            header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            shape, _, dtype = header[version](f) if version in header else ((0,), False, np.dtype("u1"))
+            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if declared > path.stat().st_size:
+                raise DataError(f"{path}: its header declares {shape} {dtype} ({declared:,} bytes) but the file "
+                                f"holds {path.stat().st_size:,}; it is truncated or damaged")
         return np.load(path, allow_pickle=False)
+    except (SyntaxError, tokenize.TokenError, TypeError, OverflowError) as e:  # a damaged header's text
+        raise DataError(f"{path}: not a readable .npy array (damaged header: {type(e).__name__})") from None
     except ValueError as e:
         if "pickle" in str(e).lower():
             raise DataError(f"{path}: holds Python objects, which cnnlab does not unpickle; save a numeric array") from None
@@ -134,6 +145,7 @@ def load_npy_csv(
         classes, values = numeric_classes(y, str(path / labels_file), num_classes)
         labels = check_range(y, len(classes), str(path / labels_file))
     else:  # named labels: classes in sorted order, predictions written by name
+        refuse_fractional(raw_labels, str(path / labels_file))
         classes = sorted(set(raw_labels))
         values = list(classes)
         lookup = {c: i for i, c in enumerate(classes)}

@@ -62,6 +62,9 @@ def _read(tree: FileTree, root: str, size: int, skip_corrupt: bool) -> RawDatase
     if any(f.startswith(root + "val/") for f in tree.files):
         if root + "val/val_annotations.txt" in tree.files:
             files["val"], labels["val"] = _annotated(tree, root + "val/", index)
+        elif any(f.startswith(root + "val/images/") for f in tree.files):  # the official layout, its labels lost
+            raise DataError(f"{tree.describe(root + 'val/val_annotations.txt')}: missing; it labels val/images/ "
+                            "(lines of file <TAB> wnid); restore it from the dataset archive")
         else:  # val/ re-sorted into val/<wnid>/images/ by a common preparation script
             files["val"], labels["val"] = _class_folders(tree, root + "val/", index)
     test = [f for f in tree.files if f.startswith(root + "test/") and is_image(f)]

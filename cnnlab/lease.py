@@ -1,4 +1,5 @@
-"""Who is running a trial, and whether they still are: leases, heartbeats, parent watch.
+"""Who is running something (a study trial, a training run), and whether they still are: leases,
+heartbeats, parent watch.
 
 A worker writes a lease (host, pid, process start time, last beat) into the trial it runs
 and refreshes it every HEARTBEAT_S. Another worker treats the trial as abandoned when the

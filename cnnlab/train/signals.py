@@ -1,0 +1,41 @@
+"""SIGINT (Ctrl-C) and SIGTERM (what schedulers and `kill` send) as requests to stop cleanly.
+
+While a run trains, the first such signal only sets a flag: the loop finishes the optimizer
+step it is in, saves last.pt where it is (mid-epoch), and ends with exit code 130 or 143 and
+the command that resumes it. A second signal stops at once, as Python's default does.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class StopRequests:
+    """The context a run trains in; `requested()` is the signal number once one arrived."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def requested(self) -> int | None:
+        return self.signum
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.signum is not None:  # the second one: stop now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __enter__(self) -> StopRequests:
+        if threading.current_thread() is threading.main_thread():  # handlers live in the main thread only
+            for s in SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
