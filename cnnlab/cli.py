@@ -97,6 +97,63 @@ def predict(
     print(path)
 
 
+ANALYZE_HELP = """Look inside a trained run; writes figures and numbers into RUN_DIR/analysis/WHAT/.
+
+WHAT and its options (--name VALUE):
+
+  kernels     first conv layer's filters as a grid (--layer NAME, --filters 64)
+
+  features    feature maps for one image per class (--layer NAME[,NAME], --images 10, --split, --maps 16)
+
+  errors      most confident mistakes, confused pairs, per-class precision/recall/F1 (--split, --top 16)
+
+  cam         Grad-CAM, HiResCAM and saliency with a randomisation check (--layer, --images 8, --split)
+
+  landscape   loss along init->final and filter-normalised random directions
+              (--images 2048, --steps 51, --grid 21, --span 1.0, --seed 0)
+"""
+
+
+@app.command(help=ANALYZE_HELP, context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def analyze(
+    ctx: typer.Context,
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    what: Annotated[str, typer.Argument(help="kernels, features, errors, cam or landscape")],
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    from cnnlab.analyze import analyze as run_analysis
+    from cnnlab.analyze import check, parse_options
+
+    _check_choice("--checkpoint", checkpoint, ("best", "last"))
+    options = parse_options(list(ctx.args))
+    check(what, options)  # a typo is answered before the run is loaded
+    found, written = run_analysis(run_dir, what, options, checkpoint)
+    for line in found:
+        out.print(line)
+    out.print(f"[dim]{written.forward_passes:,} images through the network, {written.seconds():.1f} s[/]")
+    print(written.run.analysis_file(what, "report.json").parent)
+
+
+@app.command("lr-find")
+def lr_find(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    overrides: Overrides = None,
+    start: Annotated[float, typer.Option(help="first learning rate", min=0.0)] = 1e-7,
+    end: Annotated[float, typer.Option(help="last learning rate", min=0.0)] = 10.0,
+    steps: Annotated[int, typer.Option(help="steps of the exponential sweep", min=5)] = 100,
+    seeds: Annotated[int, typer.Option(help="repeat the sweep with this many seeds", min=1)] = 1,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for the curve and numbers (default: none kept but the PNG in the current folder)")] = None,
+) -> None:
+    """Learning-rate range test (Smith 2017): sweep the lr up exponentially, suggest one."""
+    from cnnlab.resolve import load_config
+
+    cfg = load_config(config, overrides or [])  # before torch is imported
+    from cnnlab.train.lr_find import run_lr_find
+
+    result = run_lr_find(cfg, start=start, end=end, steps=steps, seeds=seeds, out_dir=out_dir, say=out.print)
+    print(result.figure)
+
+
 @app.command()
 def study(
     study_file: Annotated[Path, typer.Argument(help="study YAML file: a base config and how to vary it")],

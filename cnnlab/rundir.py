@@ -8,6 +8,8 @@ runs/<name>-<timestamp>/
   summary.json      headline numbers, status, versions, device, git commit
   best.pt last.pt   checkpoints of the torch engine (weights_only loadable); best.npz last.npz
                     with engine: scratch (no pickles); see cnnlab/checkpoints.py
+  init.pt           the weights before the first step (init.npz with engine: scratch)
+  analysis/<what>/  what `cnnlab analyze RUN WHAT` writes (figures, CSV, JSON)
   curves.png        loss per step, accuracy per epoch
   confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
   traceback.txt     a study run that raised: what it raised
@@ -38,6 +40,7 @@ from cnnlab.resolve import resolve
 CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
+ANALYSIS = "analysis"
 
 
 def check_writable(folder: str | Path, key: str = "train.out_dir") -> Path:
@@ -208,6 +211,14 @@ class Run:
 
     def write_eval(self, split: str, which: str, report: dict[str, Any]) -> None:
         write_json(self.path / f"eval-{split}-{which}.json", report)
+
+    def analysis_file(self, what: str, name: str) -> Path:
+        """Where analysis `what` keeps file `name` (the caller writes it atomically)."""
+        return self.path / ANALYSIS / what / name
+
+    def analysis_files(self, what: str) -> list[Path]:
+        folder = self.path / ANALYSIS / what
+        return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
 
     @property
     def curves_png(self) -> Path:

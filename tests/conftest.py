@@ -189,3 +189,33 @@ def rng() -> np.random.Generator:
 def mnist_dir() -> Path:
     """The shared MNIST IDX folder (the real files)."""
     return MNIST
+
+
+def _train(cfg: Path) -> Path:
+    from cnnlab.cli import main
+
+    assert main(["train", str(cfg), "-q"]) == 0
+    return next((cfg.parent / "runs").iterdir())
+
+
+@pytest.fixture(scope="session")
+def cifar_run(tmp_path_factory, cifar_zip_small) -> Path:
+    """A small BN CNN trained 3 epochs on 360 real CIFAR-10 images (val 40, test 100): the
+    run directory the analysis tests read (init.pt, best.pt, last.pt)."""
+    folder = tmp_path_factory.mktemp("cifar-run")
+    cfg = write_config(folder / "c.yaml", {"format": "image_folder", "path": str(cifar_zip_small), "val_fraction": 0.1},
+                       model={"name": "cnn", "channels": [8, 16], "norm": "batch"},
+                       optim={"name": "adam", "lr": 0.003}, train={"epochs": 3, "batch_size": 32})
+    return _train(cfg)
+
+
+@pytest.fixture(scope="session")
+def scratch_run(tmp_path_factory, mnist_small) -> Path:
+    """LeNet trained one epoch by the NumPy engine on 1,200 real MNIST images."""
+    folder = tmp_path_factory.mktemp("scratch-run")
+    cfg = write_config(folder / "c.yaml", {"format": "idx", "path": str(mnist_small), "val_fraction": 0.1},
+                       model={"name": "lenet"}, optim={"name": "sgd", "lr": 0.05, "momentum": 0.9},
+                       train={"epochs": 1, "batch_size": 32})
+    text = cfg.read_text()
+    cfg.write_text(text + "engine: scratch\n")
+    return _train(cfg)

@@ -1,4 +1,5 @@
-"""Figures drawn from run directories: curves, confusion matrices."""
+"""Figures and numbers drawn from run directories: curves and confusion matrices (written by
+train and evaluate), and the analyses of `cnnlab analyze` (registry.py)."""
 
 import matplotlib
 

@@ -82,3 +82,8 @@ class EngineType(Protocol):
     @staticmethod
     def inference_model(cfg: Config, model: torch.nn.Module, weights: dict[str, Any], device: torch.device) -> Any:
         """The trained network in evaluation mode, from the torch model the builder made and saved weights."""
+
+    @staticmethod
+    def torch_model(cfg: Config, model: torch.nn.Module, weights: dict[str, Any], device: torch.device) -> torch.nn.Module:
+        """`model` (the torch module config.yaml builds) holding a checkpoint's weights, in eval
+        mode: what the analyses (kernels, feature maps, landscapes) work on for either engine."""

@@ -96,6 +96,24 @@ class NumpyEngine:
             raise RuntimeError(str(e)) from None  # the caller names the file
         return ScratchModel(net).eval()
 
+    @staticmethod
+    def torch_model(cfg: Config, model: nn.Module, weights: dict[str, Any], device: torch.device) -> nn.Module:
+        """The engine's weights put back into the torch module they were converted from."""
+        _, names = convert(model, np.random.default_rng(cfg.seed))
+        missing = [k for k in names if k not in weights]
+        if missing:
+            raise RuntimeError(f"no '{missing[0]}' in the checkpoint")
+        own = model.state_dict()
+        state = {}
+        for ours, theirs in names.items():
+            if theirs in own:  # a torch conv without bias (BN follows) has none to take
+                state[theirs] = torch.as_tensor(np.asarray(weights[ours])).reshape(own[theirs].shape).to(own[theirs].dtype)
+        left = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+        if left:
+            raise RuntimeError(f"the checkpoint has nothing for '{left[0]}'")
+        model.load_state_dict(state, strict=False)
+        return model.to(device).eval()
+
     # ------------------------------------------------------------------ the step
 
     def set_lr(self, lr: float, momentum: float | None = None) -> None:

@@ -46,7 +46,9 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     reporter = _reporter(session, quiet)
     reporter.message(_banner(session, run))
     stops = StopRequests()
-    return _fit(session, session.trainer(run, reporter, callbacks or [], stops.requested), run, stops)
+    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    trainer.save_init()
+    return _fit(session, trainer, run, stops)
 
 
 def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | None = None) -> RunResult:

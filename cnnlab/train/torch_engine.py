@@ -76,6 +76,10 @@ class TorchEngine:
         model.load_state_dict(weights)  # RuntimeError on a mismatch: the caller says which file
         return model.to(device).eval()
 
+    @staticmethod
+    def torch_model(cfg: Config, model: nn.Module, weights: dict[str, Any], device: torch.device) -> nn.Module:
+        return TorchEngine.inference_model(cfg, model, weights, device)
+
     # ------------------------------------------------------------------ the step
 
     def set_lr(self, lr: float, momentum: float | None = None) -> None:

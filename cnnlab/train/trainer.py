@@ -144,6 +144,11 @@ class Trainer:
     def _stateful(self) -> list[Any]:
         return [cb for cb in self.callbacks if hasattr(cb, "state_key")]
 
+    def save_init(self) -> None:
+        """init: the weights before the first step (the landscape analysis starts its line there)."""
+        payload = {**self.meta, "model": self.engine.weights(), "epoch": 0}
+        self.run.write_checkpoint("init", payload, self.engine.checkpoint_format)
+
     def save_best(self, epoch: int, metrics: dict[str, Any]) -> None:
         """best: the evaluated weights of the best epoch so far."""
         payload = {**self.meta, "model": self.engine.weights(), "epoch": epoch, "metrics": metrics}
