@@ -12,6 +12,9 @@ target layer and everything after it (the last block and the head), recompute th
 compare them with the trained model's by Spearman rank correlation. Maps that survive the
 loss of what the network learnt (median correlation 0.5 or more) explain the input's edges,
 not the model, and are flagged unreliable.
+
+A NumPy-engine run is analysed through the torch module its weights are loaded into (the
+same function: subject.py), so its gradients come from torch's autograd.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import numpy as np
 from pydantic import Field
 
 from cnnlab.analysis.registry import ANALYSES, CONTEXT
-from cnnlab.errors import UserError
 from cnnlab.lazy import lazy
 
 if TYPE_CHECKING:
@@ -106,9 +108,6 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 @ANALYSES.register("cam", context=CONTEXT)
 def cam(subject: Subject, out: Outputs, layer: str | None = None, split: str | None = None,
         images: Annotated[int, Field(ge=1, le=64)] = 8, seed: int = 0) -> list[str]:
-    if subject.cfg.engine == "scratch":
-        raise UserError(f"{subject.run.path}: cam needs torch's autograd on the trained network; this run was "
-                        "trained by the NumPy engine (engine: scratch): use kernels, features, errors or landscape")
     split_name, data = subject.split(split)
     idx = subject.pick(data, per_class=max(1, math.ceil(images / len(subject.classes))), seed=seed)[:images]
     x, y = subject.batch(data, idx)
