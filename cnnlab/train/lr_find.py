@@ -331,7 +331,7 @@ def _plot(result: LrFindResult, cfg: Config, start: float, end: float) -> None:
                  f"{steps} steps{', ' + str(len(sweeps)) + ' seeds' if many else ''})", fontsize=10)
     ax.grid(alpha=0.35)
     ax.grid(alpha=0.12, which="minor")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="lower left")  # the curves start flat at the top left and fall to the right
     fig.tight_layout()
     save_figure(fig, result.figure, dpi=110)
     plt.close(fig)
