@@ -41,7 +41,8 @@ def kernels(subject: Subject, out: Outputs, layer: str | None = None,
     if shown.shape[1] in (1, 3):
         cols = math.ceil(math.sqrt(len(shown)))
         rows = math.ceil(len(shown) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(1.3 * cols, 1.45 * rows), squeeze=False)
+        fig, axes = plt.subplots(rows, cols, figsize=(max(5.5, 1.3 * cols), 1.45 * rows + 0.6), squeeze=False,
+                                 layout="constrained")
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i < len(shown):
@@ -51,7 +52,8 @@ def kernels(subject: Subject, out: Outputs, layer: str | None = None,
                 ax.set_title(f"{i}: {norms[i]:.2f}", fontsize=7)
     else:
         c = min(channels, shown.shape[1])
-        fig, axes = plt.subplots(len(shown), c, figsize=(1.0 * c + 0.6, 1.0 * len(shown)), squeeze=False)
+        fig, axes = plt.subplots(len(shown), c, figsize=(max(5.5, 1.0 * c + 0.6), 1.0 * len(shown) + 0.6),
+                                 squeeze=False, layout="constrained")
         for i in range(len(shown)):
             scaled = _unit(shown[i])  # one scale per filter: its input channels stay comparable
             for j in range(c):
@@ -63,9 +65,8 @@ def kernels(subject: Subject, out: Outputs, layer: str | None = None,
                     ax.set_ylabel(f"{i}: {norms[i]:.2f}", fontsize=7)
                 if i == 0:
                     ax.set_title(f"in {j}", fontsize=7)
-    fig.suptitle(f"{subject.run.name}: {name} {tuple(w.shape)} ({subject.which} checkpoint); "
-                 "each filter min-max scaled, title = index: L2 norm", fontsize=9)
-    fig.tight_layout()
+    fig.suptitle(f"{subject.run.name}: layer {name} {tuple(w.shape)}, {subject.which} checkpoint\n"
+                 "each filter min-max scaled; index: L2 norm", fontsize=9)
     out.figure(fig, f"{safe}.png", dpi=130)
     out.csv(f"{safe}-norms.csv", ["filter", "l2_norm"], [[i, float(v)] for i, v in enumerate(norms)])
     out.npz(safe, weight=w)
