@@ -101,16 +101,15 @@ ANALYZE_HELP = """Look inside a trained run; writes figures and numbers into RUN
 
 WHAT and its options (--name VALUE):
 
-  kernels     a conv layer's filters as a grid (--layer NAME, --filters 64, --channels 8)
+kernels: a conv layer's filters as a grid (--layer NAME, --filters 64, --channels 8).
 
-  features    feature maps for one image per class (--layer NAME[,NAME], --images 10, --maps 16, --split, --seed)
+features: feature maps for one image per class (--layer A,B, --images 10, --maps 16, --split, --seed).
 
-  errors      most confident mistakes, confused pairs, per-class precision/recall/F1 (--split, --top 16, --pairs 20)
+errors: most confident mistakes, confused pairs, per-class precision/recall/F1 (--split, --top 16, --pairs 20).
 
-  cam         Grad-CAM, HiResCAM and saliency with a randomisation check (--layer, --images 8, --split, --seed)
+cam: Grad-CAM, HiResCAM and saliency, with a model-randomisation check (--layer, --images 8, --split, --seed).
 
-  landscape   loss along init->final and filter-normalised random directions
-              (--images 2048, --steps 51, --grid 21, --span 1.0, --seed 0)
+landscape: loss on the init->final line and on filter-normalised random directions (--images 2048, --steps 51, --grid 21, --span 1.0, --seed 0, --batch 256, --se-batch 64, --compile auto|true|false).
 """
 
 

@@ -184,7 +184,7 @@ def test_the_command_end_to_end(cifar_run, subject, capsys):
     assert code == 0, err
     folder = cifar_run / "analysis" / "landscape"
     assert out.strip().splitlines()[-1] == str(folder)
-    for name in ("curves.png", "contour.png", "surface.png"):
+    for name in ("lines.png", "contour.png", "surface.png"):
         assert png_size(folder / name)[0] > 500, name
     grid = rows(folder / "grid.csv")
     assert len(grid) == 25 and set(grid[0]) == {"alpha", "beta", "loss", "loss_se", "acc", "acc_se"}
@@ -223,7 +223,7 @@ def test_numpy_engine_run_and_a_run_without_init(scratch_run, cifar_run, tmp_pat
     assert code == 0, err
     assert "init->final line: skipped" in out
     assert not (old / "analysis" / "landscape" / "line.csv").exists()
-    assert png_size(old / "analysis" / "landscape" / "curves.png")
+    assert png_size(old / "analysis" / "landscape" / "lines.png")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -38,7 +38,7 @@ eager's on the first batch; eager stays on any failure or difference), which abo
 a CPU point for a ResNet (BN, ReLU and the residual add fused).
 
 The network is a copy (subject.network()); its parameters are restored exactly at the end
-and the subject's model is never touched. Outputs: curves.png (1-D, +/- 1 SE bands),
+and the subject's model is never touched. Outputs: lines.png (1-D, +/- 1 SE bands),
 contour.png and surface.png (2-D loss), line.csv, direction.csv, grid.csv and
 landscape.npz (alphas, betas, loss, acc, loss_se, acc_se and the 1-D curves).
 """
@@ -465,7 +465,7 @@ def _plot_curves(out: Outputs, title: str, alphas_line: np.ndarray | None, line:
     fig.suptitle(f"{title}\nbands: +/- 1 SE over {batches} batches of {group} (same images at every point)",
                  fontsize=9)
     fig.tight_layout()
-    out.figure(fig, "curves.png", dpi=120)
+    out.figure(fig, "lines.png", dpi=120)
 
 
 def _plot_grid(out: Outputs, title: str, axis: np.ndarray, surf: np.ndarray) -> None:
