@@ -128,7 +128,7 @@ def analyze(
     check(what, options)  # a typo is answered before the run is loaded
     found, written = run_analysis(run_dir, what, options, checkpoint)
     for line in found:
-        out.print(line)
+        out.print(line, highlight=False, markup=False)
     out.print(f"[dim]{written.forward_passes:,} images through the network, {written.seconds():.1f} s[/]")
     print(written.run.analysis_file(what, "report.json").parent)
 

@@ -45,7 +45,6 @@ landscape.npz (alphas, betas, loss, acc, loss_se, acc_se and the 1-D curves).
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -55,6 +54,7 @@ from pydantic import Field
 from cnnlab.analysis.registry import ANALYSES, CONTEXT
 from cnnlab.errors import UserError
 from cnnlab.lazy import lazy
+from cnnlab.progressbar import Bar
 
 if TYPE_CHECKING:
     from cnnlab.analysis.outputs import Outputs
@@ -259,41 +259,6 @@ def _axis(lo: float, hi: float, n: int, exact: tuple[float, ...]) -> np.ndarray:
     return np.array(sorted(values))
 
 
-class _Bar:
-    """A transient Rich bar on stderr (nothing when stderr is not a terminal)."""
-
-    def __init__(self, total: int, label: str):
-        self.progress = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("loss {task.fields[loss]}"), TimeElapsedColumn(),
-                                     TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
-            self.task = self.progress.add_task(label, total=total, loss="-")
-
-    def __enter__(self) -> _Bar:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def advance(self, what: str, loss: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1, description=what, loss=f"{loss:.4f}")
-
-
 # ---------------------------------------------------------------------- the analysis
 
 
@@ -353,7 +318,7 @@ def landscape(subject: Subject, out: Outputs,
     results = {"line": line, "direction": curve, "grid": surf}
     how = "eager"
     try:
-        with _Bar(len(jobs), "landscape") as bar:
+        with Bar("landscape", len(jobs), loss="-") as bar:
             for k, (part, key, go) in enumerate(jobs):
                 if k and part != jobs[k - 1][0]:
                     probe.restore()  # the line also moved BN statistics
@@ -366,7 +331,7 @@ def landscape(subject: Subject, out: Outputs,
                     t0 = time.perf_counter()
                     _, how = probe.compile()
                     timings["compile"] = time.perf_counter() - t0
-                bar.advance(part, float(results[part][key][0]))
+                bar.advance(part, loss=f"{float(results[part][key][0]):.4f}")
     finally:
         probe.restore()
     out.forward_passes += probe.evaluated * n + probe.extra_images

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from cnnlab.analysis.curves import smooth
 from cnnlab.config import Config
 from cnnlab.errors import UserError
 from cnnlab.io import save_figure, writable_folder, write_json, write_text
+from cnnlab.progressbar import Bar
 
 BLOW_UP = 4.0  # stop once the smoothed loss exceeds this many times its best so far
 SMOOTHING = 0.9  # smooth()'s weight for the default 100 steps; scaled with the sweep's length
@@ -175,7 +175,7 @@ def _sweep(session: Any, seed: int, start: float, end: float, steps: int) -> Swe
     w = weight(steps)
     losses: list[float] = []
     best, stop = math.inf, "reached --end"
-    bar = _Bar(f"seed {seed}", steps)
+    bar = Bar(f"lr-find, seed {seed}", steps, lr="-", loss="-")
     with engine.running(), bar:
         batches = _cycle(session.train_loader)
         for lr in lrs:
@@ -187,7 +187,7 @@ def _sweep(session: Any, seed: int, start: float, end: float, steps: int) -> Swe
                 stop = f"stopped at lr {lr_text(lr)}: the loss is {loss}"
                 break
             current = float(smooth(np.asarray(losses), w)[-1])
-            bar.advance(loss, float(lr))
+            bar.advance(lr=f"{float(lr):.2e}", loss=f"{loss:.4f}")
             if current > BLOW_UP * best:
                 stop = f"stopped at lr {lr_text(lr)}: the loss blew up"
                 break
@@ -216,40 +216,6 @@ def _cycle(loader: Any) -> Iterator[tuple[Any, Any]]:
             yield batch
         if empty:
             raise UserError("data: the training split has no images")
-
-
-class _Bar:
-    """A transient Rich bar on stderr while a sweep runs (nothing when stderr is not a terminal)."""
-
-    def __init__(self, label: str, steps: int):
-        self.progress = None
-        if sys.stderr.isatty():
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("lr {task.fields[lr]}  loss {task.fields[loss]}"),
-                                     TimeRemainingColumn(), console=Console(file=sys.stderr), transient=True)
-            self.task = self.progress.add_task("lr-find", total=steps, lr="-", loss="-")
-
-    def __enter__(self) -> _Bar:
-        if self.progress is not None:
-            self.progress.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-    def advance(self, loss: float, lr: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, advance=1, lr=f"{lr:.2e}", loss=f"{loss:.4f}")
 
 
 def _csv(sweeps: list[Sweep]) -> str:
