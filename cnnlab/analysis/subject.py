@@ -60,12 +60,12 @@ class Subject:
 
     def layers(self, kinds: tuple[type, ...] = (nn.Conv2d,)) -> dict[str, nn.Module]:
         """Named layers of these kinds, in forward order of definition."""
-        return {n: m for n, m in self.model.named_modules() if isinstance(m, kinds)}
+        return {n: m for n, m in self.model.named_modules() if n and isinstance(m, kinds)}
 
     def layer(self, name: str | None, kinds: tuple[type, ...] = (nn.Conv2d,), default: str = "first") -> tuple[str, nn.Module]:
         """The layer `--layer` names (or the first/last of its kinds), or a UserError listing them."""
         found = self.layers(kinds)
-        what = " or ".join(k.__name__ for k in kinds)
+        what = "named" if kinds == (nn.Module,) else " or ".join(k.__name__ for k in kinds)
         if not found:
             raise UserError(f"{self.run.path}: the model ({self.cfg.model.name}) has no {what} layer to analyse")
         if name is None:
