@@ -5,6 +5,7 @@ runs/<name>-<timestamp>/
   config.yaml       resolved config (every default filled in)
   data.json         classes, label values, input shape, normalisation: what predict needs
   metrics.jsonl     one object per epoch
+  steps.csv         the training loss of every step (step, epoch, train_loss)
   summary.json      headline numbers, status, versions, device, git commit
   best.pt last.pt   checkpoints of the torch engine (weights_only loadable); best.npz last.npz
                     with engine: scratch (no pickles); see cnnlab/checkpoints.py
@@ -37,8 +38,9 @@ from cnnlab.errors import ConfigError, UserError
 from cnnlab.io import writable_folder, write_json, write_jsonl, write_text
 from cnnlab.resolve import resolve
 
-CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK = (
-    "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json")
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS = (
+    "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
+    "steps.csv")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
 ANALYSIS = "analysis"
 
@@ -199,6 +201,12 @@ class Run:
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         write_jsonl(self.path / METRICS, history)
+
+    def write_steps(self, losses: list[float], steps_per_epoch: int) -> None:
+        """steps.csv: the training loss of every optimizer step, for plots of one's own."""
+        per = max(1, steps_per_epoch)
+        rows = "".join(f"{i},{(i - 1) // per + 1},{v:.6g}\n" for i, v in enumerate(losses, start=1))
+        write_text(self.path / STEPS, "step,epoch,train_loss\n" + rows)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY, summary)

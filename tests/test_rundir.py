@@ -98,3 +98,23 @@ print("ok")
     assert p.stdout.strip() == "ok", p.stderr
     assert lazy("json") is json  # already imported: the module itself
     assert isinstance(lazy("a_module_not_imported_yet_xyz"), LazyModule)
+
+
+def test_a_trained_run_keeps_every_steps_loss_and_draws_top5(cifar_run):
+    """steps.csv holds the loss of every step (as last.pt does); curves.png gains a top-5
+    panel when top-5 is logged (10 classes here)."""
+    import csv
+
+    import torch
+    from PIL import Image
+
+    rows = list(csv.DictReader((cifar_run / "steps.csv").open()))
+    last = torch.load(cifar_run / "last.pt", weights_only=True)
+    assert [float(r["train_loss"]) for r in rows] == pytest.approx(last["step_losses"], rel=1e-5)
+    per_epoch = len(rows) // 3
+    assert [int(r["step"]) for r in rows] == list(range(1, len(rows) + 1))
+    assert [int(r["epoch"]) for r in rows] == [e for e in (1, 2, 3) for _ in range(per_epoch)]
+    history = [json.loads(x) for x in (cifar_run / "metrics.jsonl").read_text().splitlines()]
+    assert all(m["test_top5"] is not None for m in history)
+    with Image.open(cifar_run / "curves.png") as im:
+        assert im.width > 1500  # three panels (two are 1,210 px wide)

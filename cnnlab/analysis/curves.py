@@ -1,4 +1,5 @@
-"""curves.png: training loss per step (raw and smoothed) and accuracy per epoch for each split."""
+"""curves.png: training loss per step (raw and smoothed), accuracy per epoch for each split,
+and top-5 accuracy when it is logged."""
 
 from __future__ import annotations
 
@@ -27,7 +28,9 @@ def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_p
     """Draw and atomically save the two-panel training figure."""
     import matplotlib.pyplot as plt
 
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    top5 = any(m.get(f"{split}_top5") is not None for m in history for split in ("val", "test"))
+    fig, axes = plt.subplots(1, 3 if top5 else 2, figsize=(16 if top5 else 11, 4))
+    ax_loss, ax_acc = axes[0], axes[1]
     if step_losses:
         losses = np.asarray(step_losses, dtype=float)
         x = np.arange(1, len(losses) + 1) / max(steps_per_epoch, 1)
@@ -58,6 +61,18 @@ def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_p
     if history:
         ax_acc.legend(fontsize=8)
         ax_acc.xaxis.get_major_locator().set_params(integer=True)
+    if top5:  # logged for 5 classes or more: the workloads with many classes report it
+        ax5 = axes[2]
+        for split, color in (("val", "tab:orange"), ("test", "tab:green")):
+            pts = [(m["epoch"], 100 * m[f"{split}_top5"]) for m in history if m.get(f"{split}_top5") is not None]
+            if pts:
+                ax5.plot(*zip(*pts), "o-", color=color, markersize=3, label=split)
+        ax5.set_xlabel("epoch")
+        ax5.set_ylabel("top-5 accuracy (%)")
+        ax5.set_title("top-5 accuracy per epoch")
+        ax5.grid(alpha=0.3)
+        ax5.legend(fontsize=8)
+        ax5.xaxis.get_major_locator().set_params(integer=True)
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -297,6 +297,7 @@ class Trainer:
             self.save_best(epoch, metrics)
         self.save_last()
         self.run.write_history(s.history)
+        self.run.write_steps(s.step_losses, len(self.train_loader))
         plot_curves(s.history, s.step_losses, len(self.train_loader), self.run.curves_png, title=self.run.name)
         notes = [n for cb in self.callbacks if hasattr(cb, "note") and (n := cb.note())]
         self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
