@@ -173,3 +173,28 @@ def test_sixteen_bit_cmyk_and_exif_rotated_images(cifar_zip_small, tmp_path):
     same = make_tree(tmp_path / "s", {"a/cmyk.jpg": jpeg(cmyk), "b/rgb.png": png_bytes(photos[1])})
     x = read_raw(data(same, cache=False)).train.x.numpy().astype(int)
     assert np.abs(x[0] - photos[0].transpose(2, 0, 1)).mean() < 4 and np.array_equal(x[1], photos[1].transpose(2, 0, 1))
+
+
+def test_split_folders_under_other_names_are_refused_then_named(tmp_path):
+    """train_sample/ dev_sample/ test_sample/ (as the faces workload ships) are splits, not three
+    classes: refused with the data.splits to write, then read as splits with it, on both paths."""
+    img = png_bytes(np.zeros((4, 4, 3), np.uint8))
+    layout = {f"{split}/{c}/{i}.png": img for split in ("train_sample", "dev_sample", "test_sample")
+              for c in ("ann", "bob") for i in range(3)}
+    root = make_tree(tmp_path / "faces", layout)
+    with pytest.raises(DataError, match=r"look like split folders .* name them: "
+                                        r"data.splits=\{train: train_sample, val: dev_sample, test: test_sample\}"):
+        read_raw(data(root, cache=False))
+    named = {"train": "train_sample", "val": "dev_sample", "test": "test_sample"}
+    raw = read_raw(data(root, cache=False, splits=named))
+    assert raw.classes == ["ann", "bob"] and len(raw.train) == len(raw.val) == len(raw.test) == 6
+    from cnnlab.data.build import build_data
+
+    for in_memory in (True, False):
+        bundle = build_data(data(root, cache=False, splits=named, in_memory=in_memory), 0)
+        assert {k: len(v) for k, v in bundle.splits().items()} == {"train": 6, "val": 6, "test": 6}
+    with pytest.raises(DataError, match=r"data.splits.val: .*nope has no images; the folders there are: dev_sample"):
+        read_raw(data(root, cache=False, splits={"train": "train_sample", "val": "nope"}))
+    # Class folders that merely contain a split word (and hold images directly) are classes.
+    classes = make_tree(tmp_path / "plain", {f"{c}/{i}.png": img for c in ("testudo", "trainer") for i in range(2)})
+    assert read_raw(data(classes, cache=False)).classes == ["testudo", "trainer"]

@@ -1,6 +1,7 @@
 """ImageFolder trees, `root/<class>/*.png|jpg|...`, from a folder or a .zip archive.
 
-When the root holds `train/` plus `val/` (or `dev/`) and/or `test/`, those are the splits.
+When the root holds `train/` plus `val/` (or `dev/`) and/or `test/`, those are the splits;
+`data.splits` names split folders called anything else ({train: train_sample, val: dev_sample}).
 """
 
 from __future__ import annotations
@@ -43,9 +44,22 @@ def find_root(tree: FileTree) -> str:
             return prefix
 
 
-def split_folders(tree: FileTree, root: str) -> dict[str, str]:
-    """Map split name -> folder prefix; {'train': root} when the tree has no split folders."""
-    tops = {PurePosixPath(f[len(root):]).parts[0] for f in tree.files if f.startswith(root) and "/" in f[len(root):]}
+def split_folders(tree: FileTree, root: str, named: dict[str, str] | None = None) -> dict[str, str]:
+    """Map split name -> folder prefix; {'train': root} when the tree has no split folders.
+    `named` (data.splits) names the folders; without it train/ val|dev/ test/ are found, and
+    top folders that look like split folders under other names are refused (not read as classes)."""
+    tops = sorted({PurePosixPath(f[len(root):]).parts[0] for f in tree.files if f.startswith(root) and "/" in f[len(root):]})
+    if named:
+        if "train" not in named:
+            raise DataError("data.splits: name the train folder too, e.g. data.splits={train: train_sample, ...}")
+        found = {}
+        for split, folder in named.items():
+            prefix = root + folder.strip("/") + "/"
+            if not image_files(tree, prefix):
+                raise DataError(f"data.splits.{split}: {tree.describe(prefix)} has no images; "
+                                f"the folders there are: {', '.join(tops) or 'none'}")
+            found[split] = prefix
+        return found
     found = {}
     for split, names in SPLIT_NAMES.items():
         for n in names:
@@ -54,7 +68,31 @@ def split_folders(tree: FileTree, root: str) -> dict[str, str]:
                 break
     if "train" in found:
         return found
+    _refuse_split_like(tree, root, tops)
     return {"train": root}
+
+
+def _refuse_split_like(tree: FileTree, root: str, tops: list[str]) -> None:
+    """Folders such as train_sample/ dev_sample/ test_sample/ holding class folders are splits:
+    read as classes they would make a three-class problem of any dataset."""
+    words = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}
+
+    def holds_classes(top: str) -> bool:
+        inner = {PurePosixPath(f[len(root) + len(top) + 1:]).parts[0] for f in image_files(tree, root + top + "/")
+                 if "/" in f[len(root) + len(top) + 1:]}
+        return len(inner) >= 2
+
+    guess: dict[str, str] = {}
+    for top in tops:
+        low = top.lower()
+        split = next((s for s, ws in words.items() if any(w in low for w in ws)), None)
+        if split is not None and split not in guess and holds_classes(top):
+            guess[split] = top
+    if guess:
+        shown = ", ".join(f"{s}: {guess[s]}" for s in ("train", "val", "test") if s in guess)
+        raise DataError(f"{tree.describe(root)}: the folders {', '.join(repr(guess[s]) for s in guess)} look like "
+                        f"split folders (each holds class folders), not classes; name them: "
+                        f"data.splits={{{shown}}}")
 
 
 def class_files(tree: FileTree, prefix: str) -> dict[str, list[str]]:
@@ -75,13 +113,14 @@ def load_image_folder(
     image_size: int | list[int] | None = None,
     channels: Literal["auto", 1, 3] = "auto",
     skip_corrupt: bool = False,
+    splits: dict[Literal["train", "val", "test"], str] | None = None,
 ) -> RawDataset:
     """Decode every image once (cached) into uint8 tensors, labelled by their class folder."""
     tree = FileTree(path)
     size = _size(image_size)
     key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
-           "skip_corrupt": skip_corrupt, "version": 2}
-    return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt))
+           "skip_corrupt": skip_corrupt, "version": 2, **({"splits": splits} if splits else {})}
+    return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt, splits))
 
 
 def _size(image_size: int | list[int] | None) -> tuple[int, int] | None:
@@ -94,8 +133,9 @@ def _size(image_size: int | list[int] | None) -> tuple[int, int] | None:
     return int(image_size[0]), int(image_size[1])
 
 
-def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, skip_corrupt: bool) -> RawDataset:
-    folders, classes, files, labels = _scan(tree)
+def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, skip_corrupt: bool,
+          named: dict[str, str] | None = None) -> RawDataset:
+    folders, classes, files, labels = _scan(tree, named)
     every = [f for s in files for f in files[s]]
     channels, size, notes = _decoded_format(tree, every, _probe(tree, every), size, channels)
     splits, skipped = {}, 0
@@ -110,10 +150,11 @@ def _read(tree: FileTree, size: tuple[int, int] | None, channels: str | int, ski
     return RawDataset(classes=classes, label_values=list(classes), notes=notes, **splits)
 
 
-def _scan(tree: FileTree) -> tuple[dict[str, str], list[str], dict[str, list[str]], dict[str, list[int]]]:
+def _scan(tree: FileTree, named: dict[str, str] | None = None
+          ) -> tuple[dict[str, str], list[str], dict[str, list[str]], dict[str, list[int]]]:
     """(split folders, classes, files per split, labels per split), from the file names alone."""
     root = find_root(tree)
-    folders = split_folders(tree, root)
+    folders = split_folders(tree, root, named)
     per_split = {s: class_files(tree, p) for s, p in folders.items()}
     classes = sorted(per_split["train"])
     if len(classes) < 2:
@@ -167,6 +208,7 @@ def list_image_folder(
     image_size: int | list[int] | None = None,
     channels: Literal["auto", 1, 3] = "auto",
     skip_corrupt: bool = False,
+    splits: dict[Literal["train", "val", "test"], str] | None = None,
     estimate: bool = False,
 ) -> FileListing:
     """Files, labels and decoded shape of every split, in the order the reader decodes them, without decoding.
@@ -178,7 +220,7 @@ def list_image_folder(
     size = _size(image_size)
 
     def build() -> FileListing:
-        folders, classes, files, labels = _scan(tree)
+        folders, classes, files, labels = _scan(tree, splits)
         every = [f for s in files for f in files[s]]
         headers = _probe(tree, every[:16] if estimate else every)
         c, hw, notes = _decoded_format(tree, every, headers, size, channels)
@@ -188,18 +230,18 @@ def list_image_folder(
             raise DataError(f"{tree.describe(first)}: cannot decode image; replace or delete it, or set data.skip_corrupt: true")
         if bad:
             notes.append(f"skipped {len(bad)} unreadable image(s) (data.skip_corrupt)")
-        splits = {}
+        found = {}
         for s in files:
             keep = [i for i, f in enumerate(files[s]) if f not in bad]
-            splits[s] = FileSplit(str(path), [files[s][i] for i in keep],
+            found[s] = FileSplit(str(path), [files[s][i] for i in keep],
                                   torch.tensor([labels[s][i] for i in keep], dtype=torch.long),
                                   [files[s][i][len(folders[s]):] for i in keep], (c, *hw))
-        return FileListing(classes, list(classes), splits, notes)
+        return FileListing(classes, list(classes), found, notes)
 
     if estimate:
         return build()
     key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
-           "skip_corrupt": skip_corrupt, "version": 1}
+           "skip_corrupt": skip_corrupt, "version": 1, **({"splits": splits} if splits else {})}
     return cached_listing(cache_dir, key, build)
 
 
