@@ -186,7 +186,7 @@ def study(
             out.print(f"[bold yellow]died[/] {name}: {why}; `cnnlab study {study_file}` {then}")
         print(opened.folder)
         return
-    with _stoppable():
+    with _stoppable(study=True):
         opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
     _print_study(opened, snap)
     print(opened.folder)
@@ -196,14 +196,17 @@ _STOPPED: list[Interrupted] = []  # a stop a command has already reported
 
 
 @contextlib.contextmanager
-def _stoppable() -> Iterator[None]:
-    """A run stopped by SIGINT/SIGTERM after saving: one line and exit code 130 or 143."""
+def _stoppable(study: bool = False) -> Iterator[None]:
+    """A run stopped by SIGINT/SIGTERM after saving: one line and exit code 130 or 143. In a
+    study (whose first worker trains in this process) the line says how to finish the study."""
     try:
         yield
     except Interrupted as e:
         _STOPPED.append(e)
         name = signal.Signals(e.signum).name
-        if e.run is not None:
+        if study:
+            print(STUDY_INTERRUPTED, file=sys.stderr)
+        elif e.run is not None:
             print(f"cnnlab: stopped by {name} {e.where}, last.pt saved there; `cnnlab resume {e.run}` continues it",
                   file=sys.stderr)
         else:
