@@ -35,6 +35,11 @@ class DataConfig(_Open):
     path: str
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit_train: int | None = Field(None, gt=0)
+    limit_val: int | None = Field(None, gt=0)
+    limit_test: int | None = Field(None, gt=0)
+    # How limit_* pick their N: a seeded subset with the split's class proportions (every class
+    # present when N allows), or the first N in file order (runs made before this key existed).
+    limit_mode: Literal["stratified", "first"] = "stratified"
     normalize: bool = True
     cache: bool = True
     cache_dir: str | None = None

@@ -93,6 +93,11 @@ class Run:
         """The resolved config, validated again (the code may have changed since)."""
         path = self.check().path / CONFIG
         raw = read_yaml(path)  # its errors name the file
+        data = raw.get("data")
+        if isinstance(data, dict) and "limit_mode" not in data:
+            # Written before data.limit_mode existed, when limit_train took the first N: keep
+            # that, so the run resumes and evaluates on the images it started with.
+            data["limit_mode"] = "first"
         try:
             return resolve(raw)
         except ConfigError as e:

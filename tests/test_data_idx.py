@@ -40,7 +40,9 @@ def test_limit_split_and_stats(mnist_small):
     assert len(b.train) == 800 and len(b.val) == 200 and len(b.test) == 300
     assert b.val_source == "split"
     # Stratified: each class keeps (almost exactly) its share in validation.
-    full = np.bincount(read_idx(mnist_small / "train-labels-idx1-ubyte.gz")[:1000], minlength=10)
+    full = np.bincount(np.concatenate([b.train.y.numpy(), b.val.y.numpy()]), minlength=10)
+    every = np.bincount(read_idx(mnist_small / "train-labels-idx1-ubyte.gz"), minlength=10)
+    assert np.all(np.abs(full - every * 1000 / 1200) <= 1)  # limit_train: a stratified 1,000 of 1,200
     val = np.bincount(b.val.y.numpy(), minlength=10)
     assert np.all(np.abs(val - full * 0.2) <= 1)
     # Seeded: the same seed gives the same split, another seed another one.

@@ -111,17 +111,10 @@ class Subject:
         return chosen[:limit] if limit is not None else chosen
 
     def stratified(self, split: AnySplit, n: int, seed: int = 0) -> list[int]:
-        """n indices with the split's class proportions (largest remainders), seeded."""
-        y = split.y.cpu().numpy()
-        n = min(n, len(y))
-        counts = np.bincount(y, minlength=len(self.classes))
-        share = counts / counts.sum() * n
-        take = np.floor(share).astype(int)
-        for k in np.argsort(-(share - take))[: n - take.sum()]:
-            take[k] += 1
-        rng = np.random.default_rng(seed)
-        out = [rng.choice(np.flatnonzero(y == k), size=int(t), replace=False) for k, t in enumerate(take) if t]
-        return sorted(np.concatenate(out).tolist()) if out else []
+        """n indices with the split's class proportions, seeded (as data.limit_* picks them)."""
+        from cnnlab.data.split import stratified_subset
+
+        return stratified_subset(split.y.cpu(), min(n, len(split)), seed)
 
     def loader(self, split: AnySplit, batch_size: int | None = None) -> Any:
         """Evaluation batches of a split, in order, as the run evaluated them."""

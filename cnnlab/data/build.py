@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from cnnlab.config import DataConfig
 from cnnlab.data.cache import default_cache_dir
 from cnnlab.data.files import (
@@ -15,7 +17,7 @@ from cnnlab.data.files import (
     sample_stats,
 )
 from cnnlab.data.formats import FORMATS
-from cnnlab.data.split import kfold_split, stratified_split
+from cnnlab.data.split import kfold_split, stratified_split, stratified_subset
 from cnnlab.data.stats import channel_stats, value_scale
 from cnnlab.data.types import AnySplit, DataBundle, RawDataset, Split
 from cnnlab.errors import ConfigError, DataError
@@ -62,7 +64,7 @@ def _in_memory(data: DataConfig, seed: int) -> DataBundle:
     else:
         mean, std = [0.0] * train.x.shape[1], [1.0] * train.x.shape[1]
     return DataBundle(
-        train=train, val=val, test=raw.test, classes=raw.classes, label_values=raw.label_values,
+        train=train, val=val, test=limit(raw.test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
         mean=mean, std=std, scale=scale, format=data.format, path=str(Path(data.path).expanduser().resolve()),
         val_source=val_source, notes=list(raw.notes),
     )
@@ -78,7 +80,8 @@ def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundl
     else:
         mean, std = [0.0] * c, [1.0] * c
     return DataBundle(
-        train=train, val=val, test=listing.splits.get("test"), classes=listing.classes,
+        train=train, val=val, test=limit(listing.splits.get("test"), data.limit_test, "limit_test", data, seed),
+        classes=listing.classes,
         label_values=listing.label_values, mean=mean, std=std, scale=1.0 / 255.0, format=data.format,
         path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes,
     )
@@ -89,20 +92,33 @@ def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) 
     validation split) or a stratified validation split when the dataset has none."""
     _check_folds(data)
     val_source = "folder" if val is not None else "none"
-    if data.limit_train is not None and data.limit_train < len(train):
-        train = train.subset(list(range(data.limit_train)))
+    train = limit(train, data.limit_train, "limit_train", data, seed)
     if data.folds is not None:
         try:
             tr, va = kfold_split(train.y, data.folds, data.fold, seed)
         except ValueError as e:
             raise DataError(f"{data.path}: cannot make {data.folds} stratified folds: {e}; lower data.folds") from None
-        return train.subset(tr), train.subset(va), "fold"
+        return train.subset(tr), limit(train.subset(va), data.limit_val, "limit_val", data, seed), "fold"
     if val is None and data.val_fraction > 0:
         if len(train) < 2:
             raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
         tr, va = stratified_split(train.y, data.val_fraction, seed)
         train, val, val_source = train.subset(tr), train.subset(va), "split"
-    return train, val, val_source
+    return train, limit(val, data.limit_val, "limit_val", data, seed), val_source
+
+
+def limit(split: AnySplit | None, n: int | None, key: str, data: DataConfig, seed: int) -> AnySplit | None:
+    """The split cut to data.<key> samples: a seeded, stratified subset (the same on resume and
+    in every study run with this seed), or the first n with data.limit_mode: first."""
+    if split is None or n is None:
+        return split
+    if n > len(split):
+        raise DataError(f"data.{key}: {n} is more than the {len(split)} images of the split; lower it or remove it")
+    if data.limit_mode == "first":
+        return split.subset(list(range(n)))
+    if split.y is None:  # unlabelled (a competition's test set): a seeded random n
+        return split.subset(sorted(np.random.default_rng(seed).choice(len(split), n, replace=False).tolist()))
+    return split.subset(stratified_subset(split.y, n, seed))
 
 
 def _check_folds(data: DataConfig) -> None:

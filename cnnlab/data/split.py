@@ -1,4 +1,5 @@
-"""Validation splits carved from train: a stratified hold-out fraction, or one fold of K."""
+"""Subsets and validation splits: a stratified subset of N (data.limit_*), a stratified
+hold-out fraction carved from train, or one fold of K."""
 
 from __future__ import annotations
 
@@ -33,3 +34,27 @@ def kfold_split(y: torch.Tensor, folds: int, fold: int, seed: int) -> tuple[torc
     splitter = model_selection.StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     train_idx, val_idx = list(splitter.split(np.zeros(len(labels)), labels))[fold]
     return torch.from_numpy(np.sort(train_idx)), torch.from_numpy(np.sort(val_idx))
+
+
+def stratified_subset(y: torch.Tensor, n: int, seed: int) -> list[int]:
+    """n sorted indices keeping the class proportions (largest remainders), every class that
+    has samples getting at least one while n allows; seeded."""
+    rng = np.random.default_rng(seed)
+    labels = y.numpy()
+    counts = np.bincount(labels)
+    present = np.flatnonzero(counts)
+    take = np.zeros(len(counts), dtype=int)
+    if n >= len(present):
+        take[present] = 1  # every class present
+    share = counts / counts.sum() * (n - take.sum())
+    extra = np.minimum(np.floor(share).astype(int), counts - take)
+    take += extra
+    left = n - take.sum()
+    order = np.argsort(-(share - np.floor(share)), kind="stable")
+    while left > 0:  # the largest remainders first; classes that run out give way
+        for k in order:
+            if left and take[k] < counts[k]:
+                take[k] += 1
+                left -= 1
+    chosen = [rng.choice(np.flatnonzero(labels == k), size=int(t), replace=False) for k, t in enumerate(take) if t]
+    return sorted(np.concatenate(chosen).tolist()) if chosen else []
