@@ -2,9 +2,10 @@
 
 Trains (or takes, with --run) a ResNet-20 run of configs/cifar10_resnet.yaml on the CIFAR-10
 JPEG copy with a short budget: one epoch of the full training split (train.epochs=1; the
-cost of a point does not depend on how well trained the weights are). Not
-data.limit_train=5000: it keeps the first 5,000 images, and the zip's first 5,000 are all
-one class (the run scores 100% val, 10% test, a landscape of nothing). Then it times the
+cost of a point does not depend on how well trained the weights are). When this was
+measured data.limit_train kept the first N images, and the zip's first 5,000 are all one
+class (a run scoring 100% val, 10% test); limits are stratified now, but the figure stands
+as measured, on the full split. Then it times the
 real command in a subprocess, start-up included:
 
     cnnlab analyze RUN landscape --grid 21 --images 2048   (--steps 51, the default)
