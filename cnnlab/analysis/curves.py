@@ -50,31 +50,29 @@ def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_p
     ax_loss.grid(alpha=0.3)
     ax_loss.legend(fontsize=8)
 
-    for split, color in (("train", "tab:blue"), ("val", "tab:orange"), ("test", "tab:green")):
-        pts = [(m["epoch"], 100 * m[f"{split}_acc"]) for m in history if m.get(f"{split}_acc") is not None]
-        if pts:
-            ax_acc.plot(*zip(*pts), "o-", color=color, markersize=3, label=split)
-    ax_acc.set_xlabel("epoch")
-    ax_acc.set_ylabel("accuracy (%)")
-    ax_acc.set_title("accuracy per epoch")
-    ax_acc.grid(alpha=0.3)
-    if history:
-        ax_acc.legend(fontsize=8)
-        ax_acc.xaxis.get_major_locator().set_params(integer=True)
+    _per_epoch(ax_acc, history, "acc", ("train", "val", "test"), "accuracy")
     if top5:  # logged for 5 classes or more: the workloads with many classes report it
-        ax5 = axes[2]
-        for split, color in (("val", "tab:orange"), ("test", "tab:green")):
-            pts = [(m["epoch"], 100 * m[f"{split}_top5"]) for m in history if m.get(f"{split}_top5") is not None]
-            if pts:
-                ax5.plot(*zip(*pts), "o-", color=color, markersize=3, label=split)
-        ax5.set_xlabel("epoch")
-        ax5.set_ylabel("top-5 accuracy (%)")
-        ax5.set_title("top-5 accuracy per epoch")
-        ax5.grid(alpha=0.3)
-        ax5.legend(fontsize=8)
-        ax5.xaxis.get_major_locator().set_params(integer=True)
+        _per_epoch(axes[2], history, "top5", ("val", "test"), "top-5 accuracy")
     if title:
         fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path, dpi=110)
     plt.close(fig)
+
+
+COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
+
+
+def _per_epoch(ax, history: list[dict[str, Any]], kind: str, splits: tuple[str, ...], what: str) -> None:
+    """One panel of a per-epoch metric (in %) for each split that logged it."""
+    for split in splits:
+        pts = [(m["epoch"], 100 * m[f"{split}_{kind}"]) for m in history if m.get(f"{split}_{kind}") is not None]
+        if pts:
+            ax.plot(*zip(*pts), "o-", color=COLORS[split], markersize=3, label=split)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{what} (%)")
+    ax.set_title(f"{what} per epoch")
+    ax.grid(alpha=0.3)
+    if history:
+        ax.legend(fontsize=8)
+        ax.xaxis.get_major_locator().set_params(integer=True)
