@@ -15,6 +15,11 @@ Norm = Literal["batch", "group", "layer", "instance", "none"]
 Init = Literal["default", "xavier_uniform", "xavier_normal", "kaiming"]
 # A dropout probability as a config option: 0 turns it off, 1 would drop everything.
 Prob = Annotated[float, Field(ge=0.0, lt=1.0)]
+# Biases of layers a norm follows: auto drops them (the norm's shift cancels them), always keeps
+# every conv and linear layer's bias, as nets written with nn.Conv2d/nn.Linear defaults have.
+Bias = Literal["auto", "always"]
+# A kernel size, a stride or a layer count as a config option.
+Positive = Annotated[int, Field(ge=1)]
 
 _ACTIVATIONS = {
     "relu": lambda: nn.ReLU(inplace=True),
@@ -66,11 +71,14 @@ def conv_block(c_in: int, c_out: int, kernel: int, stride: int, padding: int, no
 
 
 def fc_stack(features: int, hidden: list[int], num_classes: int, activation: Activation, norm: Norm,
-             dropout: float, dropout_first: bool = False) -> list[nn.Module]:
+             dropout: float, dropout_first: bool = False, bias: Bias = "auto",
+             activate: bool = True) -> list[nn.Module]:
     """Hidden FC layers (linear -> norm -> activation -> dropout), then the classifier layer.
 
     With `dropout_first` each hidden layer's dropout comes before its linear layer instead, as in
     AlexNet (torchvision's VGG puts it after the activation); the classifier gets none either way.
+    bias always keeps the bias of a linear layer a norm follows; activate False leaves the
+    activations out (the hidden layers are then linear maps, as some written nets have it).
     """
     layers: list[nn.Module] = []
     width = features
@@ -79,7 +87,9 @@ def fc_stack(features: int, hidden: list[int], num_classes: int, activation: Act
             layers.append(nn.Dropout(dropout))
         bn = norm1d(norm, h)
         # A bias before a normalisation layer is cancelled by it; keep it only when none follows.
-        layers += [nn.Linear(width, h, bias=isinstance(bn, nn.Identity)), bn, make_activation(activation)]
+        layers += [nn.Linear(width, h, bias=bias == "always" or isinstance(bn, nn.Identity)), bn]
+        if activate:
+            layers.append(make_activation(activation))
         if not dropout_first and dropout > 0:
             layers.append(nn.Dropout(dropout))
         width = h
