@@ -5,6 +5,15 @@ of every block (2 per basic block, 3 per bottleneck) + the FC layer; 1x1 shortcu
 are not counted. So ResNet-18 = 1 + 2*8 + 1, ResNet-50 = 1 + 3*16 + 1, CIFAR ResNet-20 =
 1 + 2*9 + 1, and the small presets 11/15/19 use a two-conv stem: 2 + 2*4 + 1, 2 + 2*6 + 1,
 2 + 2*8 + 1. `cnn`'s depth option counts the same way, so plain and residual nets compare.
+
+The Tiny ImageNet write-up's "ResNet-11" is not the preset 11: a 5x5 stride-1 stem conv (64) +
+BN + ReLU + 3x3/2 max pool, then basic blocks [1, 2, 2] at widths [64, 128, 256], every block
+with a 1x1-conv + BN shortcut, convs with biases, its own dropout placement; its 11 counts the
+convolutions only (1 + 2*5; 12 layers with weights by the count above). Its deeper levels are
+our choice: 15 = blocks [1, 3, 3], 19 = blocks [1, 4, 4] (the added blocks go to the two
+strided stages, 1 + 2*7 and 1 + 2*9 convolutions). They are built with the options stem: small,
+stem_kernel: 5, stem_pool: max3, shortcut: projection, bias: always, block_dropout_at:
+after_conv1_and_sum, stem_dropout (README.md, Models).
 """
 
 from __future__ import annotations
@@ -17,8 +26,10 @@ from cnnlab.errors import ConfigError
 from cnnlab.lazy import lazy
 from cnnlab.models.layers import (
     Activation,
+    Bias,
     Init,
     Norm,
+    Positive,
     Prob,
     conv_block,
     initialize,
@@ -47,8 +58,6 @@ PRESETS: dict[int, tuple[list[int], str, list[int], int]] = {
 }
 
 
-
-
 @MODELS.register("resnet", context=CONTEXT)
 def resnet(
     in_channels: int,
@@ -60,10 +69,17 @@ def resnet(
     block: Literal["auto", "basic", "bottleneck"] = "auto",
     stem: Literal["auto", "small", "imagenet"] = "auto",
     stem_convs: Annotated[int, Field(ge=1)] | None = None,
+    stem_kernel: Positive | None = None,
+    stem_stride: Positive | None = None,
+    stem_pool: Literal["auto", "max3", "none"] = "auto",
+    stem_dropout: Prob = 0.0,
+    shortcut: Literal["auto", "projection"] = "auto",
+    bias: Bias = "auto",
     norm: Norm = "batch",
     activation: Activation = "relu",
     dropout: Prob = 0.0,
     block_dropout: Prob = 0.0,
+    block_dropout_at: Literal["after_act1", "after_conv1_and_sum"] = "after_act1",
     init: Init = "kaiming",
     zero_init_residual: bool = True,
 ) -> nn.Module:
@@ -77,8 +93,21 @@ def resnet(
     block auto: the preset's kind, basic for explicit blocks.
     stem: the first conv; imagenet = 7x7 stride 2 + 3x3/2 max pool, small = 3x3 stride 1;
       auto picks imagenet from 128 px up. stem_convs > 1 adds 3x3 convs after it.
-    dropout comes before the FC layer; block_dropout (Dropout2d) inside each block.
+    stem_kernel, stem_stride: replace the chosen stem's first conv's (padding kernel // 2);
+      stem_pool: max3 (3x3 stride 2, padding 1) or none instead of the stem's own (auto).
+    stem_dropout: nn.Dropout right after the stem's first conv, before its norm.
+    shortcut auto: identity where a block keeps the shape, else 1x1 conv + norm; projection:
+      the 1x1 conv + norm on every block.
+    bias auto: convs have a bias only without a norm; always: every conv keeps it.
+    dropout comes before the FC layer; block_dropout inside each block, where
+      block_dropout_at says: after_act1 (Dropout2d after the first conv's activation), or
+      after_conv1_and_sum (nn.Dropout right after the first conv and again on the residual
+      sum before the last activation: x = act(bn1(drop(conv1(in)))); x = bn2(conv2(x)) +
+      shortcut(in); out = act(drop(x))).
     """
+    if block_dropout_at != "after_act1" and block_dropout == 0:
+        raise ConfigError(f"model.block_dropout_at: {block_dropout_at} places a dropout of 0 (model.block_dropout); "
+                          "set model.block_dropout (e.g. 0.2) or drop model.block_dropout_at")
     if depth is not None:
         if depth not in PRESETS:
             raise ConfigError(f"model.depth: no ResNet preset of depth {depth}; choose one of "
@@ -103,21 +132,23 @@ def resnet(
     if stem == "auto":
         # Small images (28-64 px) lose too much to a 7x7/2 conv + max pool; 224 px inputs need it.
         stem = "imagenet" if min(input_size) >= 128 else "small"
-    bias = norm == "none"
-    if stem == "small":
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=bias)]
-    else:
-        layers = [nn.Conv2d(in_channels, widths[0], 7, 2, 3, bias=bias)]
+    conv_bias = bias == "always" or norm == "none"
+    k, s = (3, 1) if stem == "small" else (7, 2)
+    k, s = stem_kernel or k, stem_stride or s
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], k, s, k // 2, bias=conv_bias)]
+    if stem_dropout > 0:
+        layers.append(nn.Dropout(stem_dropout))
     layers += [norm2d(norm, widths[0]), make_activation(activation)]
     for _ in range(stem_convs - 1):
-        layers += conv_block(widths[0], widths[0], 3, 1, 1, norm, activation)
-    if stem == "imagenet":
+        layers += conv_block(widths[0], widths[0], 3, 1, 1, norm, activation, bias=conv_bias)
+    if stem_pool == "max3" or (stem_pool == "auto" and stem == "imagenet"):
         layers.append(nn.MaxPool2d(3, 2, 1))
     c = widths[0]
     for i, (n, width) in enumerate(zip(blocks, widths)):
         for j in range(n):
             stride = 2 if (i > 0 and j == 0) else 1
-            layers.append(block_cls(c, width, stride, norm, activation, block_dropout))
+            layers.append(block_cls(c, width, stride, norm, activation, block_dropout, block_dropout_at,
+                                    shortcut == "projection", conv_bias))
             c = width * block_cls.expansion
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     if dropout > 0:
