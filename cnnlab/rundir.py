@@ -12,6 +12,7 @@ runs/<name>-<timestamp>/
   init.pt           the weights before the first step (init.npz with engine: scratch)
   analysis/<what>/  what `cnnlab analyze RUN WHAT` writes (figures, CSV, JSON)
   curves.png        loss per step, accuracy per epoch
+  samples.png       a few training images per class after augmentation, written before the first step
   confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
   traceback.txt     a study run that raised: what it raised
   lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
@@ -38,9 +39,9 @@ from cnnlab.errors import ConfigError, UserError
 from cnnlab.io import writable_folder, write_json, write_jsonl, write_text
 from cnnlab.resolve import resolve
 
-CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS = (
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
-    "steps.csv")
+    "steps.csv", "samples.png")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
 ANALYSIS = "analysis"
 
@@ -236,6 +237,11 @@ class Run:
     @property
     def curves_png(self) -> Path:
         return self.path / CURVES
+
+    @property
+    def samples_png(self) -> Path:
+        """Where the figure of training images after augmentation goes (the caller writes it atomically)."""
+        return self.path / SAMPLES
 
     def confusion_png(self, split: str, which: str) -> Path:
         return self.path / f"confusion-{split}-{which}.png"
