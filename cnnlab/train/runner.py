@@ -14,8 +14,10 @@ from typing import Any
 import torch
 
 from cnnlab import rundir
+from cnnlab.analysis.samples import write_samples
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
+from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
 from cnnlab.errors import DivergedError, Interrupted, UserError
 from cnnlab.rundir import Run
 from cnnlab.train.logged import metric_mode
@@ -32,8 +34,11 @@ class RunResult:
 
 
 def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
-          callbacks: list[Callback] | None = None) -> RunResult:
-    """Build everything, create the run directory, train, write the summary."""
+          callbacks: list[Callback] | None = None, samples: bool = True) -> RunResult:
+    """Build everything, create the run directory, train, write the summary.
+
+    `samples`: write samples.png before the first step (off only in the test that shows the
+    figure leaves the training random streams alone)."""
     rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
     session = build_session(cfg)
     if run_dir is None:
@@ -44,7 +49,11 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     run.write_config(cfg)
     run.write_data_info(session.data_info())
     reporter = _reporter(session, quiet)
-    reporter.message(_banner(session, run))
+    counts = class_counts(session.bundle)
+    reporter.message(_banner(session, run, counts))
+    warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
+    if samples:
+        write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
     stops = StopRequests()
     trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
     trainer.save_init()
@@ -82,14 +91,16 @@ def _reporter(session: Session, quiet: bool) -> Reporter:
     return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet)
 
 
-def _banner(s: Session, run: Run) -> str:
+def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
     sizes = ", ".join(f"{k} {v}" for k, v in s.bundle.info()["sizes"].items())
     shape = "x".join(map(str, s.bundle.image_shape))
     if s.pipeline.input_shape != s.bundle.image_shape:
         shape += " -> " + "x".join(map(str, s.pipeline.input_shape))
     where = "in memory" if s.bundle.in_memory else "read from files per batch"
-    text = (f"run {run.path}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}\n"
-            f"model {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
+    text = (f"run {run.path}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}"
+            + "".join(f"\n{'per class' if i == 0 else '         '} {line}"
+                      for i, line in enumerate(count_lines(counts, s.bundle.classes)))
+            + f"\nmodel {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
             + (f"; {s.label}" if s.label else ""))
     t = s.cfg.train
     options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
