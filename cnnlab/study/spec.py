@@ -17,6 +17,8 @@
     seeds: [0, 1, 2]
     cv: 5
     metric: val_acc
+    table: [val_acc, test_acc]         # the metrics in the table (the study metric always first), or:
+    table: {metrics: [val_acc, test_acc], metric_style: error}   # accuracies shown as error = 1 - acc
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from typing import Any, Literal
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from cnnlab.config import SECTIONS, read_yaml
 from cnnlab.errors import ConfigError, suggest
@@ -58,6 +61,34 @@ class SearchSpec(_Strict):
     seed: int = 0  # sampler seed (exactly reproducible with one worker)
 
 
+METRIC_STYLES = ("accuracy", "error")
+
+
+class TableSpec(_Strict):
+    """`table:` as a list of metrics (the old form) or a mapping with the display options."""
+
+    metrics: list[str] | None = Field(None, min_length=1)  # default: the study metric and test_acc
+    metric_style: Literal["accuracy", "error"] = "accuracy"  # error: accuracies (and top-5) shown as error = 1 - acc
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_form(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return {"metrics": value}
+        if not isinstance(value, dict):
+            raise PydanticCustomError("table", "give a list of metrics, e.g. [val_acc, test_acc], or a mapping "
+                                      "{metrics: [val_acc, test_acc], metric_style: error}")
+        return value
+
+    @field_validator("metric_style", mode="before")
+    @classmethod
+    def _style(cls, value: Any) -> Any:
+        if value not in METRIC_STYLES:
+            raise PydanticCustomError("metric_style", "use error (shows 1 - accuracy) or accuracy"
+                                      + suggest(str(value), METRIC_STYLES))
+        return value
+
+
 class StudySpec(_Strict):
     name: str | None = None
     base: str | dict[str, Any]
@@ -69,7 +100,7 @@ class StudySpec(_Strict):
     cv: int | None = Field(None, ge=2)
     metric: str = "val_acc"
     direction: Literal["auto", "maximize", "minimize"] = "auto"
-    table: list[str] | None = None  # metrics in the table; default: metric and test_acc
+    table: TableSpec | None = None  # a list of metrics, or {metrics: [...], metric_style: error}
     out_dir: str = "studies"
     workers: int = Field(1, ge=1)
 
@@ -128,6 +159,7 @@ class Study:
     params: list[Param]
     direction: Literal["maximize", "minimize"]
     table_metrics: list[str]
+    metric_style: Literal["accuracy", "error"] = "accuracy"  # table.metric_style: accuracy or error (1 - acc)
 
     @property
     def mode(self) -> str:
@@ -166,7 +198,8 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
             raise ConfigError(f"{where}: search: only used with mode: search (this study is mode: {spec.mode})")
         if not axes:
             raise ConfigError(f"{where}: axes: mode '{spec.mode}' needs at least one axis, e.g. axes: {{model.dropout: [0.0, 0.5]}}")
-    metrics = spec.table or ([spec.metric] + (["test_acc"] if spec.metric != "test_acc" else []))
+    table = spec.table or TableSpec()
+    metrics = [spec.metric, *(table.metrics or (["test_acc"] if spec.metric != "test_acc" else []))]
     for m in [spec.metric, *metrics]:
         if not METRIC.match(m):
             raise ConfigError(f"{where}: metric: '{m}' is not a run metric; use e.g. val_acc, test_acc, "
@@ -174,7 +207,8 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if spec.metric.startswith(("test_", "best_test", "final_test")) and spec.mode == "search":
         raise ConfigError(f"{where}: metric: searching on '{spec.metric}' tunes on the test set; use a val_ metric")
     direction = spec.direction if spec.direction != "auto" else default_direction(spec.metric)
-    return Study(path, spec, name, base_raw, axes, params, direction, list(dict.fromkeys(metrics)))
+    return Study(path, spec, name, base_raw, axes, params, direction, list(dict.fromkeys(metrics)),
+                 table.metric_style)
 
 
 def read_spec(path: Path) -> StudySpec:
@@ -183,7 +217,9 @@ def read_spec(path: Path) -> StudySpec:
     try:
         return StudySpec.model_validate(raw)
     except pydantic.ValidationError as e:
-        raise ConfigError(f"{path}: {format_validation_error(e, '', list(StudySpec.model_fields))}") from None
+        nested = e.errors()[0]["loc"][:1] == ("table",)  # a misspelt table key is matched among its own
+        known = list((TableSpec if nested else StudySpec).model_fields)
+        raise ConfigError(f"{path}: {format_validation_error(e, '', known)}") from None
 
 
 def default_direction(metric: str) -> Literal["maximize", "minimize"]:
