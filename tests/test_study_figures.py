@@ -55,6 +55,6 @@ def test_grid_figures_are_drawn(grid, tmp_path):
     paths = draw_all(plan, rows, table, tmp_path)
     names = sorted(p.name for p in paths)
     assert names == ["bar-model.dropout.png", "bar-optim.lr.png", "bar-train.batch_size.png", "bar-train.epochs.png",
-                     "curves.png", "scatter3d.png"]  # no heatmap: it is for two-axis grids
+                     "curves.png", "scatter3d.png", "table.png"]  # no heatmap: it is for two-axis grids
     for p in paths:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 10_000

@@ -88,11 +88,14 @@ def test_ablation_table_statistics_reruns_and_added_seeds(tmp_path, base, capsys
             assert float(r["best_val_acc"]) >= float(r["final_val_acc"]) - 1e-12
     assert {r["model.dropout"] for r in rows if r["variant"] == "base"} == {"0"}  # the base's value
 
-    # The table: n, mean, std, CI and the paired test against the base, from the rows above.
-    table = {r["variant"]: r for r in read_csv(folder / "table.csv")}
-    assert list(table) == ["base", "model.dropout=0.5", "optimizer=adam", "broken=too_deep", "diverge=huge_lr"]
+    # The full table: n, mean, std, CI and the paired test against the base, from the rows above.
+    table = {r["variant"]: r for r in read_csv(folder / "table_full.csv")}
     acc = {v: np.array([float(r["val_acc"]) for r in sorted(rows, key=lambda r: r["seed"])
                         if r["variant"] == v and r["status"] == "completed"]) for v in table}
+    # Ranked by the mean val_acc, best first; the variants without a completed run last, in file order.
+    ranked = sorted(("base", "model.dropout=0.5", "optimizer=adam"), key=lambda v: -acc[v].mean())
+    assert list(table) == [*ranked, "broken=too_deep", "diverge=huge_lr"]
+    assert [r["variant"] for r in rows] == [v for v in table for _ in range(2)]  # results.csv ranked alike
     for v in ("base", "model.dropout=0.5", "optimizer=adam"):
         assert table[v]["n"] == "2"
         assert float(table[v]["val_acc_mean"]) == pytest.approx(acc[v].mean())
@@ -104,10 +107,13 @@ def test_ablation_table_statistics_reruns_and_added_seeds(tmp_path, base, capsys
         assert table[v]["val_acc_test"] == "paired"
     assert (table["broken=too_deep"]["n"], table["broken=too_deep"]["failed"]) == ("0", "2")
     assert (table["diverge=huge_lr"]["n"], table["diverge=huge_lr"]["diverged"]) == ("0", "2")
-    md = (folder / "table.md").read_text()
-    assert "| broken=too_deep | broken | too_deep | 0 | 2 failed |" in md and "2 diverged" in md
+    full = (folder / "table_full.md").read_text()
+    assert "| broken=too_deep | broken | too_deep | 0 | 2 failed |" in full and "2 diverged" in full
+    md = (folder / "table.md").read_text()  # the compact table, as printed
+    assert "| - | broken=too_deep | n/a | n/a | n/a | n/a | 0 | n/a | 2 failed |" in md and "| 2 diverged |" in md
     assert "6 done, 0 running, 4 failed, 0 left (of 10)" in md and md in out
-    for name in ("bar-model.dropout.png", "bar-optimizer.png", "bar-broken.png", "curves.png", "table.tex"):
+    for name in ("bar-model.dropout.png", "bar-optimizer.png", "bar-broken.png", "curves.png", "table.png",
+                 "table.tex", "table_full.tex"):
         assert (folder / name).stat().st_size > 1000
     assert (folder / "curves.png").read_bytes()[:8] == PNG
     assert not list(folder.glob(".*.tmp"))
@@ -131,6 +137,7 @@ def test_ablation_table_statistics_reruns_and_added_seeds(tmp_path, base, capsys
     assert len(again) == 15 and len({r["key"] for r in again}) == 15
     assert {r["run"]: (folder / r["run"] / "summary.json").stat().st_mtime_ns for r in rows if r["run"]} == stamps
     assert next(r for r in read_csv(folder / "table.csv") if r["variant"] == "base")["n"] == "3"
+    assert [r["variant"] for r in again] == [r["variant"] for r in read_csv(folder / "table.csv") for _ in range(3)]
     # A different base under the same study name would mix incomparable runs: refused.
     code, _, err = run(capsys, "study", path, "train.epochs=2")
     assert code == 2 and "changed since study 'abl' started" in err and err.count("\n") == 1
@@ -143,16 +150,19 @@ def test_grid_with_cross_validation(tmp_path, base, capsys):
     assert code == 0, err
     folder = tmp_path / "studies" / "cv"
     rows = read_csv(folder / "results.csv")
-    assert [(r["model.dropout"], r["fold"]) for r in rows] == [("0", "0"), ("0", "1"), ("0.5", "0"), ("0.5", "1")]
+    # Ranked: the variant with the lower mean val_loss first, then by fold.
+    loss = {d: np.array([float(r["val_loss"]) for r in rows if r["model.dropout"] == d]) for d in ("0", "0.5")}
+    first, second = sorted(loss, key=lambda d: loss[d].mean())
+    assert [(r["model.dropout"], r["fold"], r["rank"]) for r in rows] == [
+        (first, "0", "1"), (first, "1", "1"), (second, "0", "2"), (second, "1", "2")]
     data = json.loads((folder / rows[1]["run"] / "data.json").read_text())
     assert data["val_source"] == "fold" and data["sizes"] == {"train": 120, "val": 120, "test": 300}
     cfg = yaml.safe_load((folder / rows[1]["run"] / "config.yaml").read_text())
     assert (cfg["data"]["folds"], cfg["data"]["fold"]) == (2, 1)
     # The base (dropout 0) is a grid cell, so it is the reference; runs pair by fold.
-    table = {r["variant"]: r for r in read_csv(folder / "table.csv")}
+    table = {r["variant"]: r for r in read_csv(folder / "table_full.csv")}
     ref, other = table["model.dropout=0, optim.lr=0.05"], table["model.dropout=0.5, optim.lr=0.05"]
     assert ref["reference"] == "True" and other["val_loss_test"] == "paired"
-    loss = {d: np.array([float(r["val_loss"]) for r in rows if r["model.dropout"] == d]) for d in ("0", "0.5")}
     assert float(other["val_loss_diff"]) == pytest.approx(loss["0.5"].mean() - loss["0"].mean())
     assert float(other["val_loss_p"]) == pytest.approx(sps.ttest_rel(loss["0.5"], loss["0"]).pvalue)
     best = "model.dropout=0.5, optim.lr=0.05" if loss["0.5"].mean() < loss["0"].mean() else "model.dropout=0, optim.lr=0.05"
@@ -188,8 +198,12 @@ def test_search_with_pruning(tmp_path, base, capsys):
     assert by_trial[0]["status"] == "completed" and by_trial[0]["optim.lr"] == "0.1"
     for n in (1, 4):
         assert (by_trial[n]["optim.lr"], by_trial[n]["status"], by_trial[n]["epochs"]) == ("1e-07", "pruned", "1")
-    table = read_csv(folder / "table.csv")
+    table = read_csv(folder / "table_full.csv")
     assert table[0]["reference"] == "True" and table[0]["val_acc_best"] == "True"  # best trial first
+    scored = [r for r in table if r["val_acc_mean"]]  # pruned trials have no completed run: unranked, last
+    assert [r["rank"] for r in table] == [str(i) for i in range(1, len(scored) + 1)] + [""] * (5 - len(scored))
+    means = [float(r["val_acc_mean"]) for r in scored]
+    assert means == sorted(means, reverse=True)
     assert (folder / "history.png").read_bytes()[:8] == PNG
     complete = sum(r["status"] == "completed" for r in rows)
     assert (folder / "importance.png").is_file() == (complete >= 3)
@@ -261,5 +275,6 @@ def test_search_trial_runs_every_seed_and_scores_their_mean(tmp_path, base, caps
         assert sorted(t.intermediate_values) == [1, 2]
     table = {r["variant"]: r for r in read_csv(folder / "table.csv")}
     assert {r["n"] for r in table.values()} == {"2"}
+    assert next(r for r in table.values() if r["reference"] == "True")["rank"] == "1"
     assert next(r for r in table.values() if r["reference"] == "True")["val_acc_test"] == ""
     assert {r["val_acc_test"] for r in table.values() if r["reference"] == "False"} == {"paired"}

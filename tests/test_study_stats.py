@@ -11,7 +11,14 @@ import pytest
 from scipy import stats as sps
 
 from cnnlab.study.stats import compare, holm, summarize
-from cnnlab.study.table import VariantInfo, build_table, to_csv, to_latex, to_markdown
+from cnnlab.study.table import (
+    VariantInfo,
+    build_table,
+    to_csv_full,
+    to_latex_full,
+    to_markdown,
+    to_markdown_full,
+)
 
 
 def test_summary_mean_std_and_t_interval_by_hand():
@@ -111,8 +118,8 @@ def test_table_numbers(ablation_table):
     assert [r.info.label for r in t.rows if r.cells["val_loss"].best] == ["model.dropout=0.5"]
 
 
-def test_table_markdown_csv_latex(ablation_table):
-    md = to_markdown(ablation_table, "Study t")
+def test_full_table_markdown_csv_latex(ablation_table):
+    md = to_markdown_full(ablation_table, "Study t")
     lines = md.splitlines()
     assert lines[0] == "# Study t"
     header = [c.strip() for c in lines[2].strip("|").split("|")]
@@ -126,13 +133,15 @@ def test_table_markdown_csv_latex(ablation_table):
     assert "80.00 ± n/a" in adam_line and "1 failed, 1 diverged" in adam_line and "| n/a |" in adam_line
     assert all(len(line.split("|")) == len(lines[2].split("|")) for line in lines[2:7])
 
-    rows = list(csv.DictReader(io.StringIO(to_csv(ablation_table))))
-    assert [r["variant"] for r in rows] == ["base", "model.dropout=0.5", "optimizer=adam", "model.norm=none"]
-    assert float(rows[0]["val_acc_mean"]) == pytest.approx(0.91) and rows[0]["reference"] == "True"
-    assert float(rows[1]["val_acc_p"]) == pytest.approx(sps.ttest_rel([0.93, 0.94, 0.96], [0.90, 0.91, 0.92]).pvalue)
-    assert rows[1]["val_acc_best"] == "True" and rows[2]["val_acc_std"] == "" and rows[2]["diverged"] == "1"
+    rows = list(csv.DictReader(io.StringIO(to_csv_full(ablation_table))))
+    # Ranked by the first metric's mean, best first.
+    assert [r["variant"] for r in rows] == ["model.dropout=0.5", "base", "model.norm=none", "optimizer=adam"]
+    assert [r["rank"] for r in rows] == ["1", "2", "3", "4"]
+    assert float(rows[1]["val_acc_mean"]) == pytest.approx(0.91) and rows[1]["reference"] == "True"
+    assert float(rows[0]["val_acc_p"]) == pytest.approx(sps.ttest_rel([0.93, 0.94, 0.96], [0.90, 0.91, 0.92]).pvalue)
+    assert rows[0]["val_acc_best"] == "True" and rows[3]["val_acc_std"] == "" and rows[3]["diverged"] == "1"
 
-    tex = to_latex(ablation_table, "Study t")
+    tex = to_latex_full(ablation_table, "Study t")
     assert r"\begin{tabular}" in tex and r"\toprule" in tex and r"\bottomrule" in tex
     body = [line for line in tex.splitlines() if line.endswith(r"\\")]
     cols = tex.split(r"\begin{tabular}{")[1].split("}")[0]

@@ -1,5 +1,7 @@
 """Study outputs, rebuilt from the storage after every finished run and written atomically:
-results.csv (one row per run), table.md / table.csv / table.tex (one row per variant), figures.
+results.csv (one row per run), table.md / table.csv / table.tex (the compact table, one row
+per variant), table_full.md / table_full.csv / table_full.tex (every statistic of every
+metric), figures (table.png among them). Tables and results.csv are ranked by the study metric.
 """
 
 from __future__ import annotations
@@ -19,9 +21,24 @@ from cnnlab.study.execute import KINDS, SPLITS
 from cnnlab.study.plan import Plan, Variant, get_key, search_variant
 from cnnlab.study.spec import fmt_value
 from cnnlab.study.store import Progress, Store, key_of, winners
-from cnnlab.study.table import OK, Table, VariantInfo, build_table, to_csv, to_latex, to_markdown
+from cnnlab.study.table import (
+    Table,
+    VariantInfo,
+    build_table,
+    shown_metric,
+    source_metric,
+    to_csv,
+    to_csv_full,
+    to_latex,
+    to_latex_full,
+    to_markdown,
+    to_markdown_full,
+)
 
 FAILED = ("failed", "diverged")
+# The study folder's own files (its run directories' files are rundir.py's).
+RESULTS, TABLE_MD, TABLE_CSV, TABLE_TEX = "results.csv", "table.md", "table.csv", "table.tex"
+TABLE_FULL_MD, TABLE_FULL_CSV, TABLE_FULL_TEX = "table_full.md", "table_full.csv", "table_full.tex"
 
 
 @dataclass
@@ -48,6 +65,28 @@ def axis_columns(plan: Plan, v: Variant) -> dict[str, str]:
     return out
 
 
+def table_metrics(plan: Plan) -> tuple[list[str], bool]:
+    """The table's metrics as shown (val_error with metric_style error) and whether the first,
+    the study metric, is maximized (an accuracy maximized is an error minimized)."""
+    s = plan.study
+    shown = [shown_metric(m, s.metric_style) for m in s.table_metrics]
+    flipped = source_metric(shown[0]) != shown[0]
+    return shown, (s.direction == "maximize") != flipped
+
+
+def _ranked(rows: list[dict[str, Any]], table: Table) -> list[dict[str, Any]]:
+    """Runs in the order of their variant's rank, then by seed and fold; each row gets its rank."""
+    position = {r.info.label: i for i, r in enumerate(table.rows)}
+    ranks = {r.info.label: r.rank for r in table.rows}
+    for r in rows:
+        r["rank"] = ranks.get(r["variant"])
+
+    def order(r: dict[str, Any]) -> tuple[int, int, int]:
+        return position.get(r["variant"], len(position)), r.get("seed") or 0, -1 if r.get("fold") is None else r["fold"]
+
+    return sorted(rows, key=order)
+
+
 def snapshot(plan: Plan, store: Store) -> Snapshot:
     """Rows, progress and the variant table as the storage has them now."""
     trials = store.trials()
@@ -71,9 +110,9 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
             else:
                 done += 1
         progress = Progress(n_trials, done, failed, min(len(live), max(0, n_trials - done - failed)))
-        variants.sort(key=lambda vi: _rank(rows, vi.label, plan))
-        table = build_table(rows, variants, plan.study.table_metrics, [p.name for p in plan.study.params], "best")
-        return Snapshot(rows, progress, table, 0)
+        metrics, maximize = table_metrics(plan)
+        table = build_table(rows, variants, metrics, [p.name for p in plan.study.params], "best", maximize)
+        return Snapshot(_ranked(rows, table), progress, table, 0)
 
     units = plan.unit_by_key()
     for key, t in won.items():
@@ -89,8 +128,6 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
         for r in result_rows:
             rows.append({"variant": unit.variant.label, **axis_columns(plan, unit.variant), **r,
                          "seed": unit.seed, "fold": unit.fold, "trial": t.number})
-    position = {u.key: i for i, u in enumerate(plan.units)}
-    rows.sort(key=lambda r: position.get(r["key"], len(position)))
     progress = Progress(len(units), done, failed, len(live & set(units)))
     if plan.study.mode == "ablation":
         infos = [VariantInfo(v.label, {"axis": v.axis or "", "value": v.levels.get(v.axis, "") if v.axis else "base"},
@@ -99,24 +136,16 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
     else:
         infos = [VariantInfo(v.label, dict(v.levels), v.is_base) for v in plan.variants]
         columns = [a.name for a in plan.study.axes]
-    table = build_table(rows, infos, plan.study.table_metrics, columns, "base")
-    return Snapshot(rows, progress, table, orphans)
-
-
-def _rank(rows: list[dict[str, Any]], label: str, plan: Plan) -> float:
-    """Sort key for search trials: best mean first, trials without a value last."""
-    metric = plan.study.spec.metric
-    vals = [r[metric] for r in rows if r["variant"] == label and r["status"] in OK and r.get(metric) is not None]
-    if not vals:
-        return float("inf")
-    mean = sum(vals) / len(vals)
-    return mean if plan.study.direction == "minimize" else -mean
+    metrics, maximize = table_metrics(plan)
+    table = build_table(rows, infos, metrics, columns, "base", maximize)
+    return Snapshot(_ranked(rows, table), progress, table, orphans)
 
 
 def result_columns(plan: Plan, rows: list[dict[str, Any]]) -> list[str]:
-    """results.csv's columns: what was varied, the run's identity and status, then its numbers."""
+    """results.csv's columns: the variant's rank, what was varied, the run's identity and status, then
+    its numbers (as recorded: accuracies, whatever the table's metric_style)."""
     varied = [p.name for p in plan.study.params] if plan.study.mode == "search" else [a.name for a in plan.study.axes]
-    lead = ["variant", *varied, "seed", "fold", "status", "reason"]
+    lead = ["rank", "variant", *varied, "seed", "fold", "status", "reason"]
     present = {k for r in rows for k in r}
     metrics = []
     for prefix in ("", "final_", "best_"):
@@ -158,16 +187,20 @@ class Writer:
     def __call__(self, final: bool = False) -> Snapshot:
         snap = snapshot(self.plan, self.store)
         f = self.folder
-        write_text(f / "results.csv", results_csv(self.plan, snap.rows))
+        write_text(f / RESULTS, results_csv(self.plan, snap.rows))
         heading = title(self.plan, snap)
-        write_text(f / "table.md", to_markdown(snap.table, heading))
-        write_text(f / "table.csv", to_csv(snap.table))
-        write_text(f / "table.tex", to_latex(snap.table, heading))
+        write_text(f / TABLE_MD, to_markdown(snap.table, heading))
+        write_text(f / TABLE_CSV, to_csv(snap.table))
+        write_text(f / TABLE_TEX, to_latex(snap.table, heading))
+        write_text(f / TABLE_FULL_MD, to_markdown_full(snap.table, heading))
+        write_text(f / TABLE_FULL_CSV, to_csv_full(snap.table))
+        write_text(f / TABLE_FULL_TEX, to_latex_full(snap.table, heading))
         if final or time.monotonic() - self._last_figures >= self.figure_every:
             from cnnlab.study.figures import (
                 draw_all,  # here, not at the top: --status draws nothing (matplotlib)
             )
 
-            draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None)
+            draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None,
+                     title=heading)
             self._last_figures = time.monotonic()
         return snap
