@@ -5,7 +5,6 @@ lacks: on real MNIST and CIFAR-10 images."""
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from pathlib import Path
 
@@ -174,14 +173,14 @@ def test_many_classes_show_an_evenly_spaced_subset_and_say_so(tmp_path):
     assert (tmp_path / "samples.png").stat().st_size > 10_000
 
 
-def test_the_figure_costs_well_under_a_second_on_cifar_sized_data(tmp_path, cifar_zip_small):
+def test_the_figure_draws_cifar_images_through_three_augmentations(tmp_path, cifar_zip_small):
+    # Its cost (about 0.2 s in memory) is a figure in bench/RESULTS.md, not a timed test.
     cfg = _cfg(tmp_path, {"format": "image_folder", "path": str(cifar_zip_small), "in_memory": True},
                augment=["hflip", {"random_crop": {"padding": 4}}, {"color_jitter": {"brightness": 0.4}}])
     s = build_session(cfg)
-    write_samples(s.bundle, s.pipeline, cfg.seed, tmp_path / "warm.png")  # matplotlib's first import and fonts
-    start = time.perf_counter()
     write_samples(s.bundle, s.pipeline, cfg.seed, tmp_path / "samples.png")
-    assert time.perf_counter() - start < 1.0  # about 0.2 s measured on a 2-core CPU
+    pixels = np.asarray(Image.open(tmp_path / "samples.png").convert("L"), dtype=float)
+    assert pixels.std() > 10  # images, not a blank canvas
 
 
 # ----------------------------------------------------------------------------- training is unchanged
