@@ -252,6 +252,8 @@ def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")
     out.print(table)
     if len(r["classes"]) > 40:
         out.print(f"  ... {len(r['classes']) - 25} more classes not shown")
+    for i, line in enumerate(r["count_lines"]):
+        out.print(("[bold]per class[/] " if i == 0 else "          ") + line, highlight=False)
     for note in r["notes"]:
         out.print(f"[bold]note[/] {note}")
     if r["problems"]:

@@ -40,6 +40,12 @@ class DataConfig(_Open):
     # How limit_* pick their N: a seeded subset with the split's class proportions (every class
     # present when N allows), or the first N in file order (runs made before this key existed).
     limit_mode: Literal["stratified", "first"] = "stratified"
+    # A stratified, seeded test split carved from train, for datasets without a labelled test
+    # split (Tiny ImageNet's test/ is unlabelled); taken before limit_train and val_fraction.
+    test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
+    # Shuffle all labelled data (seeded) before a fixed split point (data.test_from): the
+    # MNIST write-up shuffles all 70,000 images of mnist-original.mat, then takes 600 / 1,000.
+    shuffle: bool = False
     normalize: bool = True
     cache: bool = True
     cache_dir: str | None = None

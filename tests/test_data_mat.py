@@ -128,3 +128,27 @@ def test_inspect_shows_the_mat_file(mnist_original, tmp_path, capsys):
     assert "train 54000, val 6000, test 10000" in out and "1x28x28" in out
     assert "'data' (784x70000) read as one image per column, pixels in row order" in out
     assert re.search(r"\n\s*1\s+1\s+1\s+6068\s+674\s+1135\s*\n", out)  # MNIST's 1s: 6,742 train, 1,135 test
+
+
+def test_shuffle_before_the_fixed_split_takes_600_and_1000_as_the_write_up(mnist_original, mnist_arrays):
+    # The NumPy-LeNet write-up: shuffle all 70,000 images, train on the first 600, test on the next 1,000.
+    x, y = mnist_arrays
+    cfg = data(mnist_original, test_from=600, shuffle=True, val_fraction=0.0, limit_test=1000, limit_mode="first",
+               normalize=False)
+    b = build_data(cfg, seed=5)
+    assert len(b.train) == 600 and len(b.test) == 1000
+    rows = [int(i) for i in b.train.ids] + [int(i) for i in b.test.ids]
+    assert len(set(rows)) == 1600 and max(rows) > 60000  # drawn from the whole file, test images included
+    assert np.array_equal(b.train.x[:, 0].numpy(), x[[int(i) for i in b.train.ids]])  # ids name the original rows
+    assert np.array_equal(b.test.y.numpy(), y[[int(i) for i in b.test.ids]])
+    assert np.bincount(b.train.y.numpy()).min() > 35  # a random draw: every digit about 60 times
+    again = build_data(cfg, seed=5)
+    assert again.train.ids == b.train.ids and again.test.ids == b.test.ids  # the same on resume
+    assert build_data(cfg, seed=6).train.ids != b.train.ids
+    assert any("shuffled (seed 5)" in n for n in b.notes)
+
+
+def test_shuffle_without_a_split_point_is_refused(mnist_original):
+    from cnnlab.errors import ConfigError
+    with pytest.raises(ConfigError, match=r"^data.shuffle: .*set data.test_from"):
+        build_data(data(mnist_original, shuffle=True), seed=0)

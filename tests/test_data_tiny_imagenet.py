@@ -17,7 +17,7 @@ from PIL import Image
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
 from cnnlab.data.build import build_data, read_raw
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 
 # Made-up WordNet ids, listed in wnids.txt out of sorted order as in the real file.
 WNIDS = {c: f"n0{9 - i}{1443537 + 7 * i:07d}" for i, c in enumerate(CIFAR_CLASSES)}
@@ -173,3 +173,30 @@ def test_train_and_predict_the_unlabelled_test_folder(tiny, tiny_zip, tmp_path, 
     assert main(["data", "inspect", str(cfg)]) == 0
     shown = capsys.readouterr().out
     assert "tiny_imagenet" in shown and "airplane" in shown and SORTED[0] in shown and "train 200, val 50" in shown
+
+
+def test_test_fraction_holds_out_a_labelled_test_split(tiny):
+    # Tiny ImageNet's test/ is unlabelled; the write-up reports test top-1/top-5 from a labelled split.
+    b = build_data(data(tiny, test_fraction=0.25, in_memory=True), seed=0)
+    assert np.bincount(b.test.y.numpy()).tolist() == [5] * 10  # 25% of 20 per class
+    assert np.bincount(b.train.y.numpy()).tolist() == [15] * 10 and len(b.val) == 50  # val/ untouched
+    assert not set(b.test.ids) & set(b.train.ids)
+    assert any(n.startswith("test split: 50 images held out of train (0.25 of every class") for n in b.notes)
+    assert build_data(data(tiny, test_fraction=0.25, in_memory=True), seed=1).test.ids != b.test.ids
+
+
+def test_test_fraction_is_the_same_split_in_memory_and_file_backed(cifar_zip_small):
+    def held_out(in_memory):
+        cfg = DataConfig(format="image_folder", path=str(cifar_zip_small), splits={"train": "train"},
+                         test_fraction=0.2, val_fraction=0.1, in_memory=in_memory)
+        return build_data(cfg, seed=0)
+    a, b = held_out(True), held_out(False)
+    assert np.bincount(a.test.y.numpy()).tolist() == [8] * 10 and len(a.val) == 32 and len(a.train) == 288
+    assert a.test.ids == b.test.ids and a.train.ids == b.train.ids and a.val.ids == b.val.ids
+
+
+def test_test_fraction_that_empties_a_class_or_meets_a_labelled_test_split(tiny, cifar_zip_small):
+    with pytest.raises(DataError, match=r"^data.test_fraction: 0.01 of the training images leaves the test split without class"):
+        build_data(data(tiny, test_fraction=0.01, in_memory=True), seed=0)
+    with pytest.raises(ConfigError, match=r"^data.test_fraction: .* has a labelled test split of 100 images already"):
+        build_data(DataConfig(format="image_folder", path=str(cifar_zip_small), test_fraction=0.1), seed=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -57,30 +58,37 @@ def build_data(data: DataConfig, seed: int, device: torch.device | None = None) 
 
 def _in_memory(data: DataConfig, seed: int) -> DataBundle:
     raw = read_raw(data)
-    train, val, val_source = _splits(data, seed, raw.train, raw.val)
+    if data.shuffle:
+        raw = _shuffled(raw, data, seed)
+    train, test, test_notes = _test_split(data, seed, raw.train, raw.test)
+    train, val, val_source = _splits(data, seed, train, raw.val)
     scale = value_scale(train.x)
     if data.normalize:
         mean, std = channel_stats(train.x, scale)
     else:
         mean, std = [0.0] * train.x.shape[1], [1.0] * train.x.shape[1]
     return DataBundle(
-        train=train, val=val, test=limit(raw.test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
+        train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
         mean=mean, std=std, scale=scale, format=data.format, path=str(Path(data.path).expanduser().resolve()),
-        val_source=val_source, notes=list(raw.notes),
+        val_source=val_source, notes=[*raw.notes, *test_notes],
     )
 
 
 def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundle:
-    train, val, val_source = _splits(data, seed, listing.splits["train"], listing.splits.get("val"))
+    if data.shuffle:
+        raise ConfigError(f"data.shuffle: the {data.format} format has no fixed split point (data.test_from) to "
+                          "shuffle before; remove data.shuffle (use data.test_fraction for a seeded test split)")
+    train, test, test_notes = _test_split(data, seed, listing.splits["train"], listing.splits.get("test"))
+    train, val, val_source = _splits(data, seed, train, listing.splits.get("val"))
     c = train.shape[0]
-    notes = [*listing.notes, "file-backed: images are decoded from their files for every batch"]
+    notes = [*listing.notes, *test_notes, "file-backed: images are decoded from their files for every batch"]
     if data.normalize:
         mean, std = sample_stats(train, seed)
         notes.append(f"normalisation statistics from {min(STATS_SAMPLE, len(train))} sampled training images")
     else:
         mean, std = [0.0] * c, [1.0] * c
     return DataBundle(
-        train=train, val=val, test=limit(listing.splits.get("test"), data.limit_test, "limit_test", data, seed),
+        train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed),
         classes=listing.classes,
         label_values=listing.label_values, mean=mean, std=std, scale=1.0 / 255.0, format=data.format,
         path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes,
@@ -105,6 +113,50 @@ def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) 
         tr, va = stratified_split(train.y, data.val_fraction, seed)
         train, val, val_source = train.subset(tr), train.subset(va), "split"
     return train, limit(val, data.limit_val, "limit_val", data, seed), val_source
+
+
+def _shuffled(raw: RawDataset, data: DataConfig, seed: int) -> RawDataset:
+    """All labelled samples in a seeded random order, cut again at data.test_from: the first
+    test_from are train, the rest test (their ids keep the original row numbers)."""
+    cut = _format_options(data).get("test_from")
+    if cut is None or raw.test is None or raw.test.y is None:
+        raise ConfigError("data.shuffle: shuffles all labelled data before the fixed split at data.test_from; "
+                          "set data.test_from (e.g. 60000 for mnist-original.mat) or remove data.shuffle")
+    train, test = raw.train, raw.test
+    x, y = torch.cat([train.x, test.x]), torch.cat([train.y, test.y])
+    ids = [*(train.ids or map(str, range(len(train)))), *(test.ids or map(str, range(len(train), len(x))))]
+    order = np.random.default_rng(seed).permutation(len(x))
+    pooled = Split(x[order], y[order], [ids[i] for i in order])
+    cut = len(train)
+    notes = [*raw.notes, f"all {len(x)} labelled samples shuffled (seed {seed}) before the split at data.test_from={cut}"]
+    return replace(raw, train=pooled.subset(list(range(cut))), test=pooled.subset(list(range(cut, len(x)))), notes=notes)
+
+
+def _test_split(data: DataConfig, seed: int, train: AnySplit,
+                test: AnySplit | None) -> tuple[AnySplit, AnySplit | None, list[str]]:
+    """(train left, test split, notes): with data.test_fraction, that fraction of every class is
+    held out of train as the test split (seeded), for datasets whose test split is missing or
+    unlabelled; else train and the dataset's own test split."""
+    if data.test_fraction is None:
+        return train, test, []
+    if test is not None and test.y is not None:
+        raise ConfigError(f"data.test_fraction: {data.path} has a labelled test split of {len(test)} images already; "
+                          "remove data.test_fraction (or use data.val_fraction for a validation split)")
+    counts = np.bincount(train.y.numpy())
+    tr, te = stratified_split(train.y, data.test_fraction, seed)
+    left = np.bincount(train.y[tr].numpy(), minlength=len(counts))
+    held = np.bincount(train.y[te].numpy(), minlength=len(counts))
+    for k in np.flatnonzero(counts):
+        if left[k] == 0 or held[k] == 0:
+            side = "test" if held[k] == 0 else "training"
+            raise DataError(f"data.test_fraction: {data.test_fraction:g} of the training images leaves the {side} split "
+                            f"without class {k} ({counts[k]} image(s)); choose a fraction that leaves every class at "
+                            "least one image on each side")
+    note = (f"test split: {len(te)} images held out of train ({data.test_fraction:g} of every class, seed {seed}; "
+            "data.test_fraction)")
+    if test is not None:
+        note += f"; the dataset's unlabelled test split ({len(test)} images) is not used"
+    return train.subset(tr), train.subset(te), [note]
 
 
 def limit(split: AnySplit | None, n: int | None, key: str, data: DataConfig, seed: int) -> AnySplit | None:

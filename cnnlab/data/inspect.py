@@ -28,7 +28,7 @@ def inspect_data(cfg: Config) -> dict[str, Any]:
     counts = class_counts(bundle)
     warn(train_warning(counts, bundle.classes))
     lines = count_lines(counts, bundle.classes)
-    notes = list(bundle.notes) + (["per-class counts: " + "; ".join(lines)] if lines else [])
+    notes = list(bundle.notes)
     if isinstance(bundle.train, FileSplit):  # too large to decode whole: look at a sample
         train = decode_sample(bundle.train, cfg.seed)
         notes.append(f"pixel checks and value range from {len(train)} sampled training images; "
