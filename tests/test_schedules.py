@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 
 import pytest
 import torch
@@ -256,3 +257,72 @@ def test_old_checkpoints_schedule_state_is_read():
     sched = make("step", step_size=2, gamma=0.5)
     sched.load_state_dict({"steps": 12, "scheduler": step_old.state_dict()})
     assert sched.epochs == 3 and sched.lr == pytest.approx(LR * 0.5)
+
+
+def test_exponential_compound_is_the_mnist_write_ups_loop():
+    got = per_epoch(lrs("exponential", epochs=6, gamma=0.95, compound=True), 4)
+    lr, want = LR, []
+    for epoch in range(6):  # the write-up: after each epoch, learning_rate *= 0.95 ** (epoch + 1)
+        want.append(lr)
+        lr *= 0.95 ** (epoch + 1)
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got[5] == pytest.approx(LR * 0.95**15)
+    with pytest.raises(ConfigError, match=r"^schedule.compound: .*counts epochs"):
+        make("exponential", compound=True, per="step")
+
+
+def windowed(losses: list[list[float]], every: int, **opts) -> list[float]:
+    """The lr of each step from our plateau with `every`, fed the given per-step losses."""
+    sched = make("plateau", epochs=len(losses), spe=len(losses[0]), monitor="train_loss", every=every, **opts)
+    used = []
+    for epoch in losses:
+        window = 0.0
+        for i, loss in enumerate(epoch, 1):
+            used.append(sched.lr)
+            sched.after_batch()
+            window += loss
+            if i % every == 0:
+                sched.after_window(window / every)
+                window = 0.0
+        sched.after_epoch({"train_loss": sum(epoch) / len(epoch)})
+    return used
+
+
+def test_plateau_every_n_batches_equals_torch_stepped_on_the_running_loss():
+    # The faces write-up's loop: `if i % 10 == 9: scheduler.step(running_loss / 10)`, the
+    # count restarting each epoch (its 3 leftover batches never reach the scheduler).
+    g = torch.Generator().manual_seed(0)
+    losses = [(2.0 + 0.3 * torch.rand(23, generator=g, dtype=torch.float64)).tolist() for _ in range(4)]
+    opts = {"factor": 0.98, "patience": 1, "threshold": 1e-4, "eps": 1e-8}
+    ours = windowed(losses, 10, **opts)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+    torch_sched = lr_scheduler.ReduceLROnPlateau(opt, "min", factor=0.98, patience=1, threshold=1e-4, eps=1e-8)
+    theirs = []
+    for epoch in losses:
+        running = 0.0
+        for i, loss in enumerate(epoch):
+            theirs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            running += loss
+            if i % 10 == 9:
+                torch_sched.step(running / 10)
+                running = 0.0
+    assert ours == pytest.approx(theirs, rel=1e-12)
+    assert len(set(theirs)) >= 2 and theirs[10] == theirs[0] and min(theirs) < LR  # it dropped inside an epoch
+
+
+def test_plateau_eps_skips_tiny_reductions():
+    flat = [[1.0] * 4] * 4
+    assert set(windowed(flat, 2, patience=0, factor=0.5)) != {LR}
+    assert set(windowed(flat, 2, patience=0, factor=0.5, eps=1.0)) == {LR}  # every reduction < eps
+
+
+@pytest.mark.parametrize("opts, message", [
+    ({"every": 0}, "schedule.every: must be at least 1 batch"),
+    ({"every": 5, "monitor": "val_loss"}, "set schedule.monitor: train_loss (not val_loss)"),
+    ({"every": 50, "monitor": "train_loss"}, "schedule.every: 50 batches is more than an epoch's 4"),
+    ({"eps": -1.0}, "schedule.eps: must be at least 0"),
+])
+def test_plateau_every_bad_values(opts, message):
+    with pytest.raises(ConfigError, match=r"^schedule\.\w+: .*" + re.escape(message.split(": ", 1)[1])):
+        make("plateau", **opts)

@@ -81,8 +81,11 @@ class Schedule:
     """The lr of every optimizer step: a rule (or a Plateau), when it advances, and a linear warm-up."""
 
     def __init__(self, rule: Rule, per: Literal["step", "epoch"] = "epoch", monitor: str | None = None,
-                 plateau: Plateau | None = None, momentum: Rule | None = None):
+                 plateau: Plateau | None = None, momentum: Rule | None = None, every: int | None = None):
         self.rule, self.per, self.monitor, self.plateau, self._momentum = rule, per, monitor, plateau, momentum
+        # A plateau stepped every `every` batches on the mean training loss of those batches
+        # (the trainer feeds it through after_window) instead of once per epoch.
+        self.every = every
         self.warmup_steps = 0
         self.steps = 0  # optimizer steps taken so far
         self.epochs = 0  # epochs counted by a per-epoch schedule (those with a step after warm-up)
@@ -114,8 +117,13 @@ class Schedule:
         if self.per != "epoch" or self.steps <= self.warmup_steps:
             return
         self.epochs += 1
-        if self.plateau is not None:
+        if self.plateau is not None and self.every is None:
             self.plateau.update(float(metrics[self.monitor]))  # type: ignore[index]
+
+    def after_window(self, mean_loss: float) -> None:
+        """The mean training loss of the last `every` batches of an epoch (plateau with `every`)."""
+        if self.plateau is not None and self.steps > self.warmup_steps:
+            self.plateau.update(mean_loss)
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self.steps, "epochs": self.epochs,
@@ -179,8 +187,17 @@ def multistep(lr: float, steps: int, steps_per_epoch: int,
 
 @SCHEDULES.register("exponential", context=CONTEXT)
 def exponential(lr: float, steps: int, steps_per_epoch: int,
-                gamma: float = 0.95, per: Literal["epoch", "step"] = "epoch") -> Schedule:
-    """Multiply the lr by gamma after every epoch (or after every optimizer step)."""
+                gamma: float = 0.95, per: Literal["epoch", "step"] = "epoch", compound: bool = False) -> Schedule:
+    """Multiply the lr by gamma after every epoch (or after every optimizer step).
+
+    compound: after epoch e (counted from 0) multiply by gamma ** (e + 1) instead, so epoch t
+    runs at lr * gamma ** (1 + 2 + ... + t) = lr * gamma ** (t (t + 1) / 2): the MNIST NumPy
+    write-up's `learning_rate *= 0.95 ** (epoch + 1)`, which decays much faster than gamma ** t.
+    """
+    if compound:
+        if per != "epoch":
+            raise ConfigError("schedule.compound: the compounding decay counts epochs; remove schedule.per: step")
+        return Schedule(lambda t: lr * gamma ** (t * (t + 1) // 2))
     return Schedule(lambda t: lr * gamma**t, per=per)
 
 
@@ -224,9 +241,28 @@ def onecycle(lr: float, steps: int, steps_per_epoch: int,
 def plateau(lr: float, steps: int, steps_per_epoch: int,
             monitor: str = "val_loss", mode: Literal["auto", "min", "max"] = "auto",
             factor: float = 0.1, patience: int = 10, threshold: float = 1e-4,
-            threshold_mode: Literal["rel", "abs"] = "rel", cooldown: int = 0, min_lr: float = 0.0) -> Schedule:
-    """ReduceLROnPlateau on any logged metric: lr *= factor after more than `patience` flat epochs."""
+            threshold_mode: Literal["rel", "abs"] = "rel", cooldown: int = 0, min_lr: float = 0.0,
+            eps: float = 1e-8, every: int | None = None) -> Schedule:
+    """ReduceLROnPlateau on any logged metric: lr *= factor after more than `patience` flat epochs.
+
+    every: step it every N batches instead, on the mean training loss of those N batches
+      (monitor: train_loss; patience and cooldown then count windows, not epochs), as
+      `if i % 10 == 9: scheduler.step(running_loss / 10)` does; the count restarts each epoch
+      and an epoch's last batches that do not fill a window are not used.
+    eps: a reduction smaller than eps is skipped (torch's eps).
+    """
     if not 0 < factor < 1:
         raise ConfigError(f"schedule.factor: must be in (0, 1), got {factor}")
-    rule = Plateau(lr, metric_mode(monitor, mode), factor, patience, threshold, threshold_mode, cooldown, min_lr)
-    return Schedule(lambda t: lr, monitor=monitor, plateau=rule)
+    if every is not None:
+        if every < 1:
+            raise ConfigError(f"schedule.every: must be at least 1 batch, got {every}")
+        if monitor != "train_loss":
+            raise ConfigError(f"schedule.every: a plateau stepped every {every} batches watches the batches' training "
+                              f"loss; set schedule.monitor: train_loss (not {monitor}) or remove schedule.every")
+        if every > steps_per_epoch:
+            raise ConfigError(f"schedule.every: {every} batches is more than an epoch's {steps_per_epoch}, so the "
+                              "schedule would never step; lower it")
+    if eps < 0:
+        raise ConfigError(f"schedule.eps: must be at least 0, got {eps}")
+    rule = Plateau(lr, metric_mode(monitor, mode), factor, patience, threshold, threshold_mode, cooldown, min_lr, eps)
+    return Schedule(lambda t: lr, monitor=monitor, plateau=rule, every=every)

@@ -217,6 +217,9 @@ class Trainer:
         l2_sum = torch.tensor(float(sums["l2"]), dtype=torch.float64, device=self.device)
         correct = torch.tensor(int(sums["correct"]), dtype=torch.long, device=self.device)
         seen, has_l2 = int(sums["seen"]), bool(sums["has_l2"])
+        # plateau with schedule.every: the loss summed over the current window of batches
+        window_size = self.schedule.every
+        window = torch.tensor(float(sums.get("window", 0.0)), dtype=torch.float64, device=self.device)
         self.reporter.start_epoch(epoch, done)
         pending: list[torch.Tensor] = []
         for x, y in self.train_loader.batches(skip=done):
@@ -231,6 +234,11 @@ class Trainer:
             correct += (step.logits.argmax(1) == hard_labels(y)).sum()
             seen += len(y)
             done += 1
+            if window_size is not None:
+                window += step.loss.double()
+                if done % window_size == 0:  # one host sync per window
+                    self.schedule.after_window(float(window) / window_size)
+                    window.zero_()
             pending.append(step.loss)
             signum = self.stop_requested()
             every = self.checkpoint_every is not None and done % self.checkpoint_every == 0
@@ -241,7 +249,7 @@ class Trainer:
                     "epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
                     "seconds": time.perf_counter() - start_time + (partial["seconds"] if partial else 0.0),
                     "sums": {"loss": float(loss_sum), "l2": float(l2_sum), "correct": int(correct), "seen": seen,
-                             "has_l2": has_l2},
+                             "has_l2": has_l2, "window": float(window)},
                 }
                 self.save_last()
                 self._partial = None
