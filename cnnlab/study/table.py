@@ -273,10 +273,8 @@ def legend_full(table: Table) -> str:
 def to_markdown_full(table: Table, title: str) -> str:
     """Every statistic of every metric, one row per variant."""
     head = header_cells_full(table)
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for row in table.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in body_cells_full(table, row)) + " |")
-    return "\n".join(lines) + "\n\n" + legend_full(table) + "\n"
+    return _markdown(title, head, "|" + "---|" * len(head), [body_cells_full(table, r) for r in table.rows],
+                     legend_full(table))
 
 
 def to_csv_full(table: Table) -> str:
@@ -395,11 +393,14 @@ def legend(table: Table) -> str:
 def to_markdown(table: Table, title: str) -> str:
     """The compact table (what the terminal prints and table.md holds)."""
     head = header_cells(table)
-    lines = [f"# {title}", "", "| " + " | ".join(head) + " |",
-             "|" + "".join("---|" if i in (1,) else "--:|" for i in range(len(head)))]
-    for row in table.rows:
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in body_cells(table, row)) + " |")
-    return "\n".join(lines) + "\n\n" + legend(table) + "\n"
+    rule = "|" + "".join("---|" if i == 1 else "--:|" for i in range(len(head)))  # numbers right-aligned
+    return _markdown(title, head, rule, [body_cells(table, r) for r in table.rows], legend(table))
+
+
+def _markdown(title: str, head: list[str], rule: str, rows: list[list[str]], legend_text: str) -> str:
+    lines = [f"# {title}", "", "| " + " | ".join(head) + " |", rule]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
+    return "\n".join(lines) + "\n\n" + legend_text + "\n"
 
 
 def to_csv(table: Table) -> str:
