@@ -88,6 +88,22 @@ def test_abandoned_trials_are_taken_back_or_finished(study_path):
     assert store.reclaim(store.trials()) == [] and store.storage.get_trial(store.tid(mine.number)).state == TrialState.RUNNING
 
 
+def test_a_worker_that_loses_a_claim_leaves_the_winners_lease_alone(study_path, monkeypatch):
+    """Two machines pop the same WAITING trial: the loser must not write its pid into the winner's lease
+    (it did, and the winner's finished run was recorded under the loser's pid)."""
+    w1, w2 = worker(study_path), worker(study_path)
+    w1.prepare()
+    seen_by_both = w1.store.trials()
+    won = w1.store.pop(seen_by_both)
+    assert won.user_attrs["lease"]["pid"] == lease.new_lease()["pid"]
+    other = {**lease.new_lease(), "pid": lease.new_lease()["pid"] + 1}
+    monkeypatch.setattr(lease, "new_lease", lambda: dict(other))
+    lost_race = w2.store.pop(seen_by_both)  # its list still shows `won` as WAITING
+    assert lost_race is not None and lost_race.number != won.number
+    assert w1.store.storage.get_trial(w1.store.tid(won.number)).user_attrs["lease"] == won.user_attrs["lease"]
+    assert lost_race.user_attrs["lease"]["pid"] == other["pid"]
+
+
 def test_a_taken_back_trial_cannot_record_a_late_result(study_path):
     w = worker(study_path)
     w.prepare()

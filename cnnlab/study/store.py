@@ -178,11 +178,15 @@ class Store:
         return added
 
     def pop(self, trials: list[FrozenTrial]) -> FrozenTrial | None:
-        """Claim the oldest WAITING trial for this process (compare-and-set in the storage)."""
+        """Claim the oldest WAITING trial for this process (compare-and-set in the storage).
+
+        The lease is written only after the compare-and-set is won: written before, a loser
+        would overwrite the winner's lease with its own pid (and the winner's run would be
+        taken back when the loser exits). A RUNNING trial without a lease counts as alive
+        for STALE_AFTER_S after it started, so the gap between the two writes is safe."""
         for t in sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number):
             trial_id = self.tid(t.number)
             try:
-                self.storage.set_trial_user_attr(trial_id, "lease", lease.new_lease())
                 if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
                     self.storage.set_trial_user_attr(trial_id, "lease", lease.new_lease())
                     return self.storage.get_trial(trial_id)
