@@ -55,39 +55,63 @@ PLANS: dict[str, tuple[str, list[str], str, int, str]] = {
                           "1 epoch on 1,000 images"),
     "tiny_imagenet_resnet": ("tiny", ["train.epochs=1", "data.limit_train=500"], "timing", 100000,
                              "1 epoch on 500 images"),
+    # The write-ups as written (configs/*_as_written.yaml). "NAME+label" runs NAME with extra overrides.
+    "mnist_lenet_as_written": ("mat", [], "accuracy", 600,
+                               "the preset as it is: 600 train / 1,000 test, 2 epochs, batch 3, NumPy engine"),
+    "cifar10_small_vgg_as_written": ("cifar", CIFAR, "accuracy", 50000, "the preset as it is: 20 epochs"),
+    "cifar10_small_vgg_as_written+bn": ("cifar", [*CIFAR, "model.conv_bn=true", "model.fc_bn=true",
+                                                  "model.bias=always"], "accuracy", 50000,
+                                        "the preset with the write-up's BN net (section 1.3): 20 epochs"),
+    "fashion_mnist_npy_resnet_as_written": ("kaggle", ["data.limit_train=5000", "train.epochs=2"], "accuracy", 25000,
+                                            "20 min: 2 epochs on 5,000 of the 25,000 training images (224 px)"),
+    "faces_alexnet_as_written": ("faces_sample", ["data.limit_train=640", "train.epochs=1"], "timing", 45000,
+                                 "1 epoch on 640 images of a train_sample/ dev_sample/ test_sample/ tree"),
+    "tiny_imagenet_cnn_as_written": ("tiny", ["data.limit_train=900", "train.epochs=1"], "timing", 90000,
+                                     "1 epoch on 900 images"),
+    "tiny_imagenet_resnet_as_written": ("tiny", ["data.limit_train=900", "train.epochs=1"], "timing", 90000,
+                                        "1 epoch on 900 images"),
 }
 
 INPUT = {"mat": (1, 28, 28), "kaggle": (1, 28, 28), "cifar": (3, 32, 32), "faces": (3, 128, 128),
          "tiny": (3, 64, 64)}
+# The as-written nets see other sizes and class counts than the fast presets' stand-ins.
+AS_WRITTEN_INPUT = {"fashion_mnist_npy_resnet_as_written": ((1, 224, 224), 10),
+                    "faces_alexnet_as_written": ((3, 224, 224), 500),
+                    "tiny_imagenet_cnn_as_written": ((3, 64, 64), 200),
+                    "tiny_imagenet_resnet_as_written": ((3, 64, 64), 200)}
 
 
 def build_standins(base: Path) -> dict[str, Path]:
     """The stand-in datasets, written once (full size where accuracy is measured, slices otherwise)."""
     paths = {"mat": base / "mnist-original.mat", "kaggle": base / "kaggle", "faces": base / "faces",
-             "tiny": base / "tiny-imagenet-200", "cifar": standins.CIFAR_ZIP}
+             "faces_sample": base / "faces_sample", "tiny": base / "tiny-imagenet-200", "cifar": standins.CIFAR_ZIP}
     if not paths["mat"].exists():
         standins.mnist_original_mat(paths["mat"])
     if not (paths["kaggle"] / "test_labels.npy").exists():
         standins.kaggle_npy_csv(paths["kaggle"])
     if not (paths["faces"] / "test").exists():
         standins.faces_folder(paths["faces"], train_per_class=200, dev_per_class=50, test_per_class=100)
+    if not (paths["faces_sample"] / "test_sample").exists():
+        standins.faces_folder(paths["faces_sample"], train_per_class=64, dev_per_class=10, test_per_class=10,
+                              names=("train_sample", "dev_sample", "test_sample"))
     if not (paths["tiny"] / "words.txt").exists():
         standins.tiny_imagenet_folder(paths["tiny"], train_per_class=100, val_per_class=50, test_images=20)
     return paths
 
 
-def train_throughput(name: str, shape: tuple[int, int, int], batch: int = 128, steps: int = 3) -> float:
+def train_throughput(name: str, shape: tuple[int, int, int], batch: int = 128, steps: int = 3,
+                     classes: int = 10, overrides: list[str] | None = None) -> float:
     """Training images per second of the preset's model on synthetic batches (channels-last, fp32)."""
     import torch
 
     from cnnlab.models import build_model
     from cnnlab.resolve import load_config
 
-    cfg = load_config(ROOT / "configs" / f"{name}.yaml")
-    model = build_model(cfg.model, shape, 10).to(memory_format=torch.channels_last)
+    cfg = load_config(ROOT / "configs" / f"{name}.yaml", [o for o in overrides or [] if o.startswith("model.")])
+    model = build_model(cfg.model, shape, classes).to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, *shape).to(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
+    y = torch.randint(0, classes, (batch,))
 
     def step() -> None:
         opt.zero_grad()
@@ -119,6 +143,8 @@ def run_preset(name: str, data: Path, overrides: list[str], out_dir: Path) -> di
             "epochs": len(rows), "best_epoch": summary["best_epoch"], "params": summary["params"],
             "val_acc": summary.get("val_acc"), "test_acc": summary.get("test_acc"),
             "val_top5": summary.get("val_top5"), "test_top5": summary.get("test_top5"), "last_epoch": rows[-1],
+            **{k: summary.get(k) for k in ("best_train_error", "best_train_error_epoch", "best_test_error",
+                                           "best_test_error_epoch")},
             "split_sizes": info.get("sizes")}
 
 
@@ -145,13 +171,15 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.only or PLANS:
         key, overrides, kind, full_train, budget = PLANS[name]
+        preset = name.split("+")[0]
         entry = {"kind": kind, "budget": budget,
-                 "command": f"cnnlab train configs/{name}.yaml data.path=<{key} stand-in> " + " ".join(
+                 "command": f"cnnlab train configs/{preset}.yaml data.path=<{key} stand-in> " + " ".join(
                      o for o in overrides if not o.startswith("data.path="))}
-        entry.update(run_preset(name, paths[key], overrides, ROOT / "bench" / "out" / "runs"))
-        if name == "fashion_mnist_npy_resnet":
+        entry.update(run_preset(preset, paths[key], overrides, ROOT / "bench" / "out" / "runs"))
+        if preset.startswith("fashion_mnist_npy_resnet"):
             entry["submission_test_acc"] = kaggle_submission_accuracy(entry["run_dir"], paths["kaggle"])
-        rate = train_throughput(name, INPUT[key])
+        shape, classes = AS_WRITTEN_INPUT.get(preset, (INPUT.get(key, (3, 128, 128)), 10))
+        rate = train_throughput(preset, shape, classes=classes, overrides=overrides)
         entry["train_images_per_s_synthetic"] = round(rate, 1)
         entry["est_train_seconds_per_full_epoch"] = round(full_train / rate)
         entry["full_train_images"] = full_train

@@ -67,15 +67,18 @@ def cifar_members(per_class: dict[str, int]) -> list[zipfile.ZipInfo]:
         return picked
 
 
-def faces_folder(dest: Path, train_per_class: int = 4500, dev_per_class: int = 500, test_per_class: int = 1000) -> Path:
-    """An ImageFolder tree with train/ dev/ test/ (as the face-photo workload has), from CIFAR-10 JPEGs."""
+def faces_folder(dest: Path, train_per_class: int = 4500, dev_per_class: int = 500, test_per_class: int = 1000,
+                 names: tuple[str, str, str] = ("train", "dev", "test")) -> Path:
+    """An ImageFolder tree with train/ dev/ test/ (as the face-photo workload has), from CIFAR-10 JPEGs;
+    `names` renames the three split folders (the write-up's train_sample/ dev_sample/ test_sample/)."""
     counts: dict[tuple[str, str], int] = {}
+    folder = dict(zip(("train", "dev", "test"), names))
     with zipfile.ZipFile(CIFAR_ZIP) as z:
         for info in cifar_members({"train": train_per_class + dev_per_class, "test": test_per_class}):
             _, split, cls, name = info.filename.split("/")
             n = counts[split, cls] = counts.get((split, cls), 0) + 1
             target = "test" if split == "test" else ("train" if n <= train_per_class else "dev")
-            path = dest / target / cls / name
+            path = dest / folder[target] / cls / name
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(z.read(info))
     return dest

@@ -137,6 +137,13 @@ EXPECTED = {
     "mnist_lenet_grid.yaml": ("grid", 3 * 3 * 3 * 2, 2),
     "mnist_lenet_scratch_grid.yaml": ("grid", 2 * 2 * 2 * 2, 2),
     "mnist_lenet_search.yaml": ("search", 0, 1),
+    # The write-ups as written (tests/test_as_written.py checks their nets and levels).
+    "cifar10_small_vgg_as_written.yaml": ("ablation", 1 + 2 + 2 + 7 + 3 + 4 + 2 + 3, 2),
+    "mnist_lenet_as_written.yaml": ("grid", 4 * 4 * 2 * 5, 1),
+    "tiny_imagenet_cnn_as_written.yaml": ("ablation", 1 + 6 + 2 + 4 + 3, 1),
+    "tiny_imagenet_resnet_as_written.yaml": ("ablation", 1 + 6 + 2 + 4 + 3, 1),
+    "faces_alexnet_as_written.yaml": ("ablation", 1 + 2, 1),
+    "fashion_mnist_npy_resnet_as_written.yaml": ("ablation", 1 + 2, 1),
 }
 
 
