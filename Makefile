@@ -41,8 +41,11 @@ postgres:
 train: setup data
 	$(BIN)/cnnlab train configs/fashion_mnist_cnn.yaml data.path=$(FASHION_MNIST)
 
+# One pytest-xdist worker per core (each with one torch thread: tests/conftest.py): on the 2-core
+# CI machine the suite takes about half the serial time. PYTEST_WORKERS=0 runs it serially.
+PYTEST_WORKERS ?= auto
 test: setup data postgres
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup
 	$(BIN)/ruff check cnnlab tests bench
