@@ -9,13 +9,15 @@ registered under that name, so adding one needs no edit here.
 from __future__ import annotations
 
 import copy
+import math
 import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from cnnlab.errors import ConfigError, suggest
 
@@ -89,6 +91,29 @@ class EarlyStopConfig(_Strict):
     min_delta: float = Field(0.0, ge=0.0)
 
 
+class ProbeConfig(_Strict):
+    """train.probe: the loss-landscape probe of cnnlab/train/probe.py (Santurkar et al. 2018).
+
+    Before every `every`-th optimizer step (the first included) it steps along the batch's
+    gradient by `steps` sizes spaced geometrically over `range` x the current lr, and records
+    the loss, the gradient change and their ratio to the step length; the run is left as it was.
+    """
+
+    every: int = Field(25, ge=1)  # optimizer steps between probes
+    steps: int = Field(8, ge=2)  # step sizes per probe
+    range: tuple[float, float] = (0.5, 4.0)  # smallest and largest size, in multiples of the lr
+
+    @field_validator("range", mode="before")
+    @classmethod
+    def _range(cls, value: Any) -> Any:
+        ok = (isinstance(value, (list, tuple)) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+        if not ok or not 0 < value[0] < value[1] or not all(math.isfinite(v) for v in value):
+            raise PydanticCustomError("probe_range", "give [low, high], two multiples of the lr with 0 < low < high, "
+                                      "e.g. [0.5, 4.0]")
+        return value
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(128, gt=0)
@@ -110,6 +135,15 @@ class TrainConfig(_Strict):
     # Stop as diverged when the smoothed training loss exceeds this many times its value at the
     # first step (None: only NaN and infinity stop a run).
     diverge_factor: float | None = Field(1000.0, gt=1.0)
+    # The loss-landscape probe (None: off); `true` takes its defaults (ProbeConfig above).
+    probe: ProbeConfig | None = None
+
+    @field_validator("probe", mode="before")
+    @classmethod
+    def _probe_switch(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
 
 
 class Config(_Strict):

@@ -9,10 +9,12 @@ Every registry imports torch lazily, so a config is checked, and a typo answered
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Any
 
 import pydantic
+from pydantic_core import PydanticCustomError, core_schema
 
 from cnnlab.config import (
     OPEN_SECTIONS,
@@ -33,6 +35,7 @@ from cnnlab.train import losses
 from cnnlab.train.optim import OPTIMIZERS
 from cnnlab.train.schedule import SCHEDULES
 
+_PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds pydantic itself raises
 REGISTRIES: dict[str, Registry] = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": losses.LOSSES,
                                    "data": FORMATS}
 
@@ -72,7 +75,10 @@ def resolve(raw: dict[str, Any]) -> Config:
         first = e.errors()[0]
         loc = first["loc"]
         section, known, rest = ("", SECTIONS, loc) if len(loc) <= 1 else (str(loc[0]), fields_at(loc[:-1]), loc[1:])
-        sub = pydantic.ValidationError.from_exception_data(e.title, [{**first, "loc": tuple(rest)}])  # type: ignore[typeddict-item]
+        detail = {**first, "loc": tuple(rest)}
+        if first["type"] not in _PYDANTIC_TYPES:  # a validator's own error (PydanticCustomError): keep its words
+            detail["type"] = PydanticCustomError(first["type"], first["msg"])
+        sub = pydantic.ValidationError.from_exception_data(e.title, [detail])  # type: ignore[list-item]
         raise ConfigError(format_validation_error(sub, section, known)) from None
     return _validate_registered(cfg)
 

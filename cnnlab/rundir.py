@@ -6,6 +6,7 @@ runs/<name>-<timestamp>/
   data.json         classes, label values, input shape, normalisation: what predict needs
   metrics.jsonl     one object per epoch
   steps.csv         the training loss of every step (step, epoch, train_loss)
+  probe.csv         with train.probe: the loss-landscape probe, one row per probe and step size
   summary.json      headline numbers, status, versions, device, git commit
   best.pt last.pt   checkpoints of the torch engine (weights_only loadable); best.npz last.npz
                     with engine: scratch (no pickles); see cnnlab/checkpoints.py
@@ -23,6 +24,7 @@ Every file is written atomically (cnnlab/io.py).
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 import platform
 import subprocess
@@ -39,9 +41,12 @@ from cnnlab.errors import ConfigError, UserError
 from cnnlab.io import writable_folder, write_json, write_jsonl, write_text
 from cnnlab.resolve import resolve
 
-CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES = (
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
-    "steps.csv", "samples.png")
+    "steps.csv", "samples.png", "probe.csv")
+# probe.csv's columns (cnnlab/train/probe.py says what each means); integers first.
+PROBE_COLUMNS = ("step", "epoch", "lr", "size", "eta", "loss", "grad_change", "beta", "loss0", "grad_norm")
+_PROBE_INTS = ("step", "epoch", "size")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
 ANALYSIS = "analysis"
 
@@ -137,6 +142,14 @@ class Run:
         except (OSError, json.JSONDecodeError):
             return []
 
+    def probe(self) -> dict[str, list[float]] | None:
+        """probe.csv as columns (PROBE_COLUMNS), or None when the run has none or it is damaged."""
+        try:
+            rows = list(csv.DictReader((self.path / PROBE).read_text(encoding="utf-8").splitlines()))
+            return {c: [int(r[c]) if c in _PROBE_INTS else float(r[c]) for r in rows] for c in PROBE_COLUMNS}
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+
     def checkpoint_path(self, which: str) -> Path | None:
         """best or last, of whichever engine wrote it; None before the first epoch ends."""
         for suffix in CHECKPOINT_SUFFIX.values():
@@ -213,6 +226,13 @@ class Run:
         per = max(1, steps_per_epoch)
         rows = "".join(f"{i},{(i - 1) // per + 1},{v:.6g}\n" for i, v in enumerate(losses, start=1))
         write_text(self.path / STEPS, "step,epoch,train_loss\n" + rows)
+
+    def write_probe(self, columns: dict[str, list[float]]) -> None:
+        """probe.csv: one row per probe and step size, columns PROBE_COLUMNS."""
+        n = len(columns[PROBE_COLUMNS[0]])
+        cells = [[str(int(v)) if c in _PROBE_INTS else f"{v:.9g}" for v in columns[c]] for c in PROBE_COLUMNS]
+        rows = "".join(",".join(cell[i] for cell in cells) + "\n" for i in range(n))
+        write_text(self.path / PROBE, ",".join(PROBE_COLUMNS) + "\n" + rows)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(self.path / SUMMARY, summary)

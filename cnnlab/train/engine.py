@@ -4,6 +4,8 @@ An engine owns the network, its optimizer and everything that differs between co
 with torch and with NumPy: the training step (forward, loss, backward, clipping, update),
 the model evaluation calls, and the state its checkpoints hold. The loop owns the rest:
 batches, schedule, metrics, callbacks, checkpoints' common part and the run directory.
+`probing()` lets the loss-landscape probe (probe.py) move the weights and take gradients
+without changing the run: everything it touches is put back bit for bit.
 Two engines implement it: torch_engine.TorchEngine and numpy_engine.NumpyEngine; engines.py
 is the one place that picks one.
 """
@@ -25,6 +27,19 @@ class StepResult(NamedTuple):
     loss: torch.Tensor  # the data loss of the batch (0-d)
     logits: torch.Tensor  # (B, K)
     l2: torch.Tensor | None = None  # the explicit L2 penalty (loss.l2), when there is one
+
+
+class ProbeAccess(Protocol):
+    """The network as the landscape probe sees it inside Engine.probing(): flat vectors of all
+    trainable parameters, in one fixed order, as float32 torch tensors on the batch's device."""
+
+    def gradient(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        """The data loss of a batch at the current weights (train mode, full precision) and its
+        gradient. Every call draws the random numbers (dropout masks) the next training step will
+        draw, so the probe looks at the same function the step descends."""
+
+    def shift(self, delta: torch.Tensor) -> None:
+        """Set the weights to those probing() began with plus `delta`."""
 
 
 class Engine(Protocol):
@@ -56,6 +71,11 @@ class Engine(Protocol):
 
     def running(self) -> contextlib.AbstractContextManager:
         """The context the training loop runs in (the NumPy engine limits BLAS threads)."""
+
+    def probing(self) -> contextlib.AbstractContextManager[ProbeAccess]:
+        """A ProbeAccess; on leaving, the weights, buffers (BN running statistics), gradients and
+        every random generator the engine draws from are as they were on entry, bit for bit.
+        The optimizer's state is neither read nor written."""
 
 
 class EngineType(Protocol):

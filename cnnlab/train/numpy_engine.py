@@ -11,6 +11,7 @@ from the run's Schedule, like the torch engine's.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -155,6 +156,14 @@ class NumpyEngine:
     def running(self) -> contextlib.AbstractContextManager:
         return scratch.blas_threads(self.threads)
 
+    @contextlib.contextmanager
+    def probing(self) -> Iterator[NumpyProbe]:
+        probe = NumpyProbe(self.net, self.loss, self.dropout_rng)
+        try:
+            yield probe
+        finally:
+            probe.restore()
+
     # ------------------------------------------------------------------ state
 
     def weights(self) -> dict[str, Any]:
@@ -169,6 +178,47 @@ class NumpyEngine:
         self.net.load_state_dict(payload["model"])
         self.optimizer.load_state_dict(payload["optim"])
         self.dropout_rng.bit_generator.state = payload["dropout_rng"]
+
+
+class NumpyProbe:
+    """Engine.probing()'s access for the NumPy network: its own forward and backward, the
+    flat gradient handed over as a torch tensor sharing the array's memory. Every pass starts
+    from the dropout generator's state on entry (the masks the training step will draw)."""
+
+    def __init__(self, net: scratch.Sequential, loss: scratch.SoftmaxCrossEntropy | scratch.MultiClassHinge,
+                 dropout_rng: np.random.Generator):
+        self.net, self.loss, self.dropout_rng = net, loss, dropout_rng
+        self.rng = dropout_rng.bit_generator.state  # a copy
+        self.params = net.parameters()
+        self.start = [p.data.copy() for p in self.params]
+        # Train-mode forwards move BN running statistics; backward passes replace gradients.
+        self.buffers = {k: v.copy() for k, v in net.buffers.items()}
+        self.grads = [{k: v.copy() for k, v in layer.grads.items()} for layer in net.layers]
+
+    def gradient(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        self.dropout_rng.bit_generator.state = self.rng
+        logits = self.net.forward(np.ascontiguousarray(x.numpy(), dtype=np.float32), training=True)
+        loss = self.loss.forward(logits, y.numpy())
+        self.net.backward_params_only(self.loss.backward().astype(np.float32, copy=False))
+        flat = np.concatenate([p.grad.ravel() for p in self.params]).astype(np.float32, copy=False)
+        return float(loss), torch.from_numpy(flat)
+
+    def shift(self, delta: torch.Tensor) -> None:
+        d = delta.numpy()
+        offset = 0
+        for p, p0 in zip(self.params, self.start):
+            np.copyto(p.data, p0 + d[offset:offset + p0.size].reshape(p0.shape))  # in place: the optimizer holds them
+            offset += p0.size
+
+    def restore(self) -> None:
+        for p, p0 in zip(self.params, self.start):
+            np.copyto(p.data, p0)
+        live = self.net.buffers
+        for k, v in self.buffers.items():
+            np.copyto(live[k], v)
+        for layer, grads in zip(self.net.layers, self.grads):
+            layer.grads.update(grads)
+        self.dropout_rng.bit_generator.state = self.rng
 
 
 def _optimizer(cfg: Config, net: scratch.Sequential) -> scratch.SGD | scratch.Adam:

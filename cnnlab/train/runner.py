@@ -107,7 +107,9 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
                f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",
                f"tta {t.tta}" if t.tta != "none" else "", f"compiled ({t.compile_mode})" if t.compile else "",
                f"l2 {s.cfg.loss.l2:g} on {s.cfg.loss.l2_params}" if s.cfg.loss.l2 > 0 else "",
-               f"warm-up {s.cfg.schedule.warmup_epochs:g} epochs" if s.cfg.schedule.warmup_epochs else ""]
+               f"warm-up {s.cfg.schedule.warmup_epochs:g} epochs" if s.cfg.schedule.warmup_epochs else "",
+               (f"landscape probe every {t.probe.every} steps ({t.probe.steps} sizes, {t.probe.range[0]:g}-"
+                f"{t.probe.range[1]:g} x lr; probe.csv)") if t.probe is not None else ""]
     options = [o for o in options if o]
     return text + ("\noptions " + "; ".join(options) if options else "")
 

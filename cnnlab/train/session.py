@@ -30,6 +30,7 @@ from cnnlab.train.engine import Engine
 from cnnlab.train.engines import engine_type
 from cnnlab.train.logged import logged_metrics
 from cnnlab.train.losses import LOSSES
+from cnnlab.train.probe import Probe, check_restorable
 from cnnlab.train.progress import Reporter
 from cnnlab.train.schedule import Schedule, build_schedule
 from cnnlab.train.trainer import Callback, Trainer
@@ -64,8 +65,10 @@ class Session:
 
     def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback],
                 stop_requested: Callable[[], int | None] = lambda: None) -> Trainer:
-        own = [self.early_stop] if self.early_stop is not None else []
         t = self.cfg.train
+        # The probe first: it writes probe.csv at an epoch's end even when early stopping ends the run there.
+        own = [Probe(t.probe, self.engine, self.schedule, run, len(self.train_loader))] if t.probe is not None else []
+        own += [self.early_stop] if self.early_stop is not None else []
         return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
                        train_loader=self.train_loader, eval_loaders=self.eval_loaders,
                        num_classes=self.bundle.num_classes, epochs=t.epochs, run=run,
@@ -99,6 +102,8 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     loss_fn = LOSSES.build(cfg.loss, num_classes=bundle.num_classes)
     amp = autocast(cfg.train.amp, device)
     engine = kind(cfg, model, device, loss_fn, amp)  # type: ignore[operator]
+    if cfg.train.probe is not None:
+        check_restorable(engine, pipeline.input_shape, bundle.num_classes, device)
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, len(train_loader))
     logged = logged_metrics(list(eval_loaders), bundle.num_classes, l2=cfg.loss.l2 > 0)
     _check_monitor("schedule.monitor", schedule.monitor, logged)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -39,7 +40,7 @@ class TorchEngine:
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, loss_fn: nn.Module, autocast: Autocast):
         t = cfg.train
         _check_compiler(cfg, device)
-        self.model, self.loss_fn, self.autocast = model, loss_fn, autocast
+        self.model, self.loss_fn, self.autocast, self.device = model, loss_fn, autocast, device
         self.optimizer = OPTIMIZERS.build(cfg.optim, params=model.parameters(), lr=cfg.optim.lr)
         # fp16 needs loss scaling so small gradients do not flush to zero; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype(t.amp, device) == torch.float16 else None
@@ -128,6 +129,14 @@ class TorchEngine:
     def running(self) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
 
+    @contextlib.contextmanager
+    def probing(self) -> Iterator[TorchProbe]:
+        probe = TorchProbe(self.model, self.loss_fn, self.device)
+        try:
+            yield probe
+        finally:
+            probe.restore()
+
     # ------------------------------------------------------------------ state
 
     def weights(self) -> dict[str, Any]:
@@ -148,6 +157,60 @@ class TorchEngine:
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scaler is not None and payload.get("scaler"):
             self.scaler.load_state_dict(payload["scaler"])
+
+
+class TorchProbe:
+    """Engine.probing()'s access for a torch model (the eager module: a compiled step model
+    shares its parameters). Gradients come from torch.autograd.grad, so no parameter's .grad
+    is written; autocast is off: the probe measures in full precision, and fp16 gradients
+    would need the loss scaling that belongs to the optimizer step. Dropout draws from torch's
+    generators (the CPU's and the device's): every pass starts from their state on entry, so
+    it draws the masks the training step will draw, and they are left in that state."""
+
+    def __init__(self, model: nn.Module, loss_fn: nn.Module, device: torch.device):
+        self.model, self.loss_fn = model, loss_fn
+        self.was_training = model.training
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        with torch.no_grad():
+            self.start = [p.detach().clone() for p in self.params]
+            # Train-mode forwards move BN running statistics (and num_batches_tracked): put back on exit.
+            self.buffers = [(b, b.detach().clone()) for b in model.buffers()]
+        self.device = device
+        self.accelerator = None if device.type == "cpu" else torch.get_device_module(device.type)
+        self.rng = torch.get_rng_state()
+        self.device_rng = self.accelerator.get_rng_state(device) if self.accelerator is not None else None
+
+    def _rewind(self) -> None:
+        torch.set_rng_state(self.rng)
+        if self.accelerator is not None:
+            self.accelerator.set_rng_state(self.device_rng, self.device)
+
+    def gradient(self, x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        self._rewind()
+        self.model.train()
+        with torch.enable_grad():
+            loss = self.loss_fn(self.model(x), y)
+            grads = torch.autograd.grad(loss, self.params, allow_unused=True)
+        flat = torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1).float()
+                          for g, p in zip(grads, self.params)])
+        return float(loss.detach()), flat
+
+    def shift(self, delta: torch.Tensor) -> None:
+        offset = 0
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.start):
+                n = p0.numel()
+                p.copy_(p0 + delta[offset:offset + n].view(p0.shape).to(p0.dtype))
+                offset += n
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for p, p0 in zip(self.params, self.start):
+                p.copy_(p0)
+            for b, b0 in self.buffers:
+                b.copy_(b0)
+        self.model.train(self.was_training)
+        self._rewind()
 
 
 def _check_compiler(cfg: Config, device: torch.device) -> None:

@@ -42,7 +42,9 @@ from cnnlab.train.schedule import Schedule
 
 # Called as callback(epoch, metrics) after each epoch's evaluation, before its checkpoints are
 # written; it may raise StopTraining. Optional members: `state_key` with `state_dict()` and
-# `load_state_dict()` (its state then travels in last.pt), and `note()` (words for the epoch line).
+# `load_state_dict()` (its state then travels in last.pt), `note()` (words for the epoch line),
+# and `before_step(step, x, y)`: called with each batch before its optimizer step (step counted
+# from 1 over the run); it must leave the run as it was (the landscape probe, probe.py).
 Callback = Callable[[int, dict[str, Any]], None]
 SMOOTHING = 0.9
 
@@ -109,6 +111,7 @@ class Trainer:
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
         self.check_every = 1 if self.device.type == "cpu" else 25
         self.state = TrainState()
+        self._before_step = [cb.before_step for cb in self.callbacks if hasattr(cb, "before_step")]
 
     # ------------------------------------------------------------------ state
 
@@ -223,6 +226,8 @@ class Trainer:
         self.reporter.start_epoch(epoch, done)
         pending: list[torch.Tensor] = []
         for x, y in self.train_loader.batches(skip=done):
+            for hook in self._before_step:
+                hook((epoch - 1) * len(self.train_loader) + done + 1, x, y)
             self.engine.set_lr(self.schedule.lr, self.schedule.momentum)
             step = self.engine.train_step(x, y)
             self.schedule.after_batch()
