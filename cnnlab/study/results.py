@@ -1,7 +1,9 @@
 """Study outputs, rebuilt from the storage after every finished run and written atomically:
 results.csv (one row per run), table.md / table.csv / table.tex (the compact table, one row
 per variant), table_full.md / table_full.csv / table_full.tex (every statistic of every
-metric), figures (table.png among them). Tables and results.csv are ranked by the study metric.
+metric), figures (table.png among them), and for runs trained with train.probe the landscape
+probe's figures and probe_table.md / .csv (probe_figures.py). Tables and results.csv are ranked
+by the study metric.
 """
 
 from __future__ import annotations
@@ -196,11 +198,12 @@ class Writer:
         write_text(f / TABLE_FULL_CSV, to_csv_full(snap.table))
         write_text(f / TABLE_FULL_TEX, to_latex_full(snap.table, heading))
         if final or time.monotonic() - self._last_figures >= self.figure_every:
-            from cnnlab.study.figures import (
-                draw_all,  # here, not at the top: --status draws nothing (matplotlib)
-            )
+            # here, not at the top: --status draws nothing (matplotlib)
+            from cnnlab.study.figures import draw_all
+            from cnnlab.study.probe_figures import draw_probe
 
             draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None,
                      title=heading)
+            draw_probe(self.plan, snap.rows, f)  # runs with train.probe: figures and table of probe.csv
             self._last_figures = time.monotonic()
         return snap
