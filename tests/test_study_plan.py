@@ -144,6 +144,9 @@ EXPECTED = {
     "tiny_imagenet_resnet_as_written.yaml": ("ablation", 1 + 6 + 2 + 4 + 3, 1),
     "faces_alexnet_as_written.yaml": ("ablation", 1 + 2, 1),
     "fashion_mnist_npy_resnet_as_written.yaml": ("ablation", 1 + 2, 1),
+    # Batch norm and the loss landscape (train.probe; tests/test_study_probe.py runs a small one).
+    "cifar10_bn_landscape_sgd.yaml": ("grid", 2 * 3, 2),
+    "cifar10_bn_landscape_adam.yaml": ("grid", 2 * 4, 2),
 }
 
 
