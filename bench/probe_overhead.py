@@ -11,6 +11,7 @@
     expectation: (25 + 9) / 25 = 1.36x of the steps, less once evaluation is counted.
 
     .venv/bin/python bench/probe_overhead.py [--zip PATH] [--epochs 2] [--repeats 2] [--threads 2]
+                                             [--probes 8] [--skip-runs]
 """
 
 from __future__ import annotations
@@ -90,14 +91,16 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--probes", type=int, default=8, help="probes (and steps) timed in part 1")
+    ap.add_argument("--skip-runs", action="store_true", help="part 1 only")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "probe_overhead.json")
     args = ap.parse_args()
     rows = {"per_probe": [], "runs": []}
     for bn in (True, False):
-        r = per_probe(args.zip, bn, args.threads)
+        r = per_probe(args.zip, bn, args.threads, args.probes)
         rows["per_probe"].append(r)
         print(json.dumps(r), flush=True)
-    for bn in (True, False):
+    for bn in (True, False) if not args.skip_runs else ():
         r = whole_runs(args.zip, bn, args.epochs, args.repeats, args.threads)
         rows["runs"].append(r)
         print(json.dumps(r), flush=True)

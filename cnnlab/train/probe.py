@@ -5,7 +5,8 @@ Optimization?", section 3.2 and figure 4) measure it.
 Before optimizer step s (counted from 1 over the run, as steps.csv counts) whenever
 (s - 1) is a multiple of `every` (so the first step is probed), on that step's own batch and
 at the weights w the step starts from, the probe computes the gradient g of the batch's data
-loss (train mode, as the step computes it), then for each of `steps` sizes eta_k spaced
+loss (train mode, as the step computes it; an explicit loss.l2 penalty and the optimizer's
+weight decay are left out), then for each of `steps` sizes eta_k spaced
 geometrically over `range` x the step's lr:
 
     loss_k        L(w - eta_k g)                       the loss landscape along g
