@@ -25,7 +25,6 @@ from cnnlab.rundir import Run
 from cnnlab.train import runner
 from cnnlab.train.session import build_session
 
-pytestmark = pytest.mark.slow  # about 30 s together: eight short real runs
 PROBE = {"every": 4, "steps": 3, "range": [0.5, 4.0]}
 LR = 0.05
 
@@ -119,12 +118,14 @@ def torch_runs(tmp_path_factory, mnist_small) -> dict[str, Path]:
     return {name: train(config(folder / name, mnist_small, probe)) for name, probe in (("off", None), ("on", PROBE))}
 
 
+@pytest.mark.slow  # real runs: about 30 s for the four slow tests together
 def test_a_torch_run_with_the_probe_is_the_run_without_it(torch_runs):
     assert_runs_identical(torch_runs["off"], torch_runs["on"])
     assert not (torch_runs["off"] / "probe.csv").exists()
     check_probe_file(torch_runs["on"], PROBE["every"])
 
 
+@pytest.mark.slow
 def test_the_first_probe_equals_a_hand_computation(torch_runs):
     """Step 1's probe from the run's own first batch and initial weights, recomputed with
     torch.func and F.cross_entropy: the same dropout masks (torch's generator as at the step)."""
@@ -156,6 +157,7 @@ def test_the_first_probe_equals_a_hand_computation(torch_runs):
     assert len({r["loss"] for r in rows}) == 3
 
 
+@pytest.mark.slow
 def test_a_numpy_engine_run_with_the_probe_is_the_run_without_it(tmp_path, mnist_small):
     every = 3
     probe = {**PROBE, "every": every}
@@ -179,6 +181,7 @@ class StopAt:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_a_resumed_run_writes_each_probe_once(torch_runs, tmp_path, mnist_small):
     cfg = load_config(config(tmp_path, mnist_small, PROBE, checkpoint_every=5))
     run_dir = tmp_path / "runs" / "r"
