@@ -135,6 +135,8 @@ class TrainConfig(_Strict):
     # Stop as diverged when the smoothed training loss exceeds this many times its value at the
     # first step (None: only NaN and infinity stop a run).
     diverge_factor: float | None = Field(1000.0, gt=1.0)
+    # TensorBoard event files in RUN_DIR/tb/: scalars per step and epoch, lr, hparams with the final metrics.
+    tensorboard: bool = False
     # The loss-landscape probe (None: off); `true` takes its defaults (ProbeConfig above).
     probe: ProbeConfig | None = None
 

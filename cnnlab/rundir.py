@@ -17,6 +17,8 @@ runs/<name>-<timestamp>/
   confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
   traceback.txt     a study run that raised: what it raised
   lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
+  tb/               TensorBoard event files, with train.tensorboard: true
+  report.html       written by `cnnlab report` (report.md and report_files/ with --format md)
 
 Every file is written atomically (cnnlab/io.py).
 """
@@ -48,7 +50,8 @@ CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE =
 PROBE_COLUMNS = ("step", "epoch", "lr", "size", "eta", "loss", "grad_change", "beta", "loss0", "grad_norm")
 _PROBE_INTS = ("step", "epoch", "size")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
-ANALYSIS = "analysis"
+ANALYSIS, ANALYSIS_REPORT, TENSORBOARD = "analysis", "report.json", "tb"
+REPORT = {"html": "report.html", "md": "report.md"}  # `cnnlab report RUN_DIR` by --format
 
 
 def check_writable(folder: str | Path, key: str = "train.out_dir") -> Path:
@@ -126,6 +129,26 @@ class Run:
     def summary(self) -> dict[str, Any]:
         """summary.json, or a UserError when it is missing or damaged."""
         return _read_json(self.path / SUMMARY)
+
+    def summary_if_written(self) -> dict[str, Any] | None:
+        """summary.json, None before the run has written one, a UserError when it is damaged."""
+        if not (self.path / SUMMARY).is_file():
+            return None
+        summary = self.summary
+        if not isinstance(summary, dict):
+            raise UserError(f"{self.path / SUMMARY}: damaged (not a JSON object)")
+        return summary
+
+    @property
+    def config_file(self) -> Path:
+        return self.path / CONFIG
+
+    def config_text(self) -> str:
+        """config.yaml as written."""
+        try:
+            return (self.check().path / CONFIG).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{self.path / CONFIG}: cannot read it ({e})") from None
 
     def summary_or_none(self) -> dict[str, Any] | None:
         try:
@@ -246,6 +269,22 @@ class Run:
     def write_eval(self, split: str, which: str, report: dict[str, Any]) -> None:
         write_json(self.path / f"eval-{split}-{which}.json", report)
 
+    def eval_report(self, split: str, which: str) -> dict[str, Any] | None:
+        """What `cnnlab evaluate` wrote for a split and checkpoint, or None (not run, or damaged)."""
+        try:
+            report = json.loads((self.path / f"eval-{split}-{which}.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
+    def steps(self) -> list[float]:
+        """The training loss of every step from steps.csv (empty when missing or damaged)."""
+        try:
+            lines = (self.path / STEPS).read_text(encoding="utf-8").splitlines()[1:]
+            return [float(line.split(",")[2]) for line in lines if line.strip()]
+        except (OSError, ValueError, IndexError):
+            return []
+
     def analysis_file(self, what: str, name: str) -> Path:
         """Where analysis `what` keeps file `name` (the caller writes it atomically)."""
         return self.path / ANALYSIS / what / name
@@ -253,6 +292,28 @@ class Run:
     def analysis_files(self, what: str) -> list[Path]:
         folder = self.path / ANALYSIS / what
         return sorted(p for p in folder.iterdir() if p.is_file()) if folder.is_dir() else []
+
+    def analyses(self) -> list[str]:
+        """The analyses `cnnlab analyze` has written into this run, by name."""
+        folder = self.path / ANALYSIS
+        return sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+
+    def analysis_report(self, what: str) -> dict[str, Any] | None:
+        """An analysis's own account (options, findings, cost), or None when missing or damaged."""
+        try:
+            report = json.loads(self.analysis_file(what, ANALYSIS_REPORT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return report if isinstance(report, dict) else None
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        """Where train.tensorboard writes its event files (TensorBoard's SummaryWriter appends to them)."""
+        return self.path / TENSORBOARD
+
+    def report_path(self, fmt: str) -> Path:
+        """Where `cnnlab report` writes by default (html or md)."""
+        return self.path / REPORT[fmt]
 
     @property
     def curves_png(self) -> Path:
@@ -265,6 +326,9 @@ class Run:
 
     def confusion_png(self, split: str, which: str) -> Path:
         return self.path / f"confusion-{split}-{which}.png"
+
+    def is_run(self) -> bool:
+        return (self.path / CONFIG).is_file()
 
 
 def _read_json(path: Path) -> dict[str, Any]:

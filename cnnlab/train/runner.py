@@ -46,10 +46,10 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     else:
         run = Run(run_dir)
         run.path.mkdir(parents=True, exist_ok=True)
-    run.write_config(cfg)
-    run.write_data_info(session.data_info())
-    reporter = _reporter(session, quiet)
     counts = class_counts(session.bundle)
+    run.write_config(cfg)
+    run.write_data_info({**session.data_info(), "class_counts": counts})  # the report shows them without the data
+    reporter = _reporter(session, quiet)
     reporter.message(_banner(session, run, counts))
     warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
     if samples:
@@ -117,6 +117,9 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
 def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> RunResult:
     env = rundir.environment()  # once: it asks git
     status, reason = "completed", None
+    hooked = [cb for cb in trainer.callbacks if hasattr(cb, "attach")]  # callbacks that read the loop (TensorBoard)
+    for cb in hooked:
+        cb.attach(trainer)
     with run.training():
         run.write_summary(make_summary(session, trainer.state, "running", None, env))
         try:
@@ -145,6 +148,9 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> R
                 if status == "completed":
                     raise
                 # the run already failed (a full disk, say): its own error is the one to report
+            finally:
+                for cb in hooked:
+                    cb.close(status, summary)
     return RunResult(run.path, summary)
 
 

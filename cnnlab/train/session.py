@@ -33,6 +33,7 @@ from cnnlab.train.losses import LOSSES
 from cnnlab.train.probe import Probe, check_restorable
 from cnnlab.train.progress import Reporter
 from cnnlab.train.schedule import Schedule, build_schedule
+from cnnlab.train.tensorboard import tensorboard_logs
 from cnnlab.train.trainer import Callback, Trainer
 
 
@@ -68,6 +69,7 @@ class Session:
         t = self.cfg.train
         # The probe first: it writes probe.csv at an epoch's end even when early stopping ends the run there.
         own = [Probe(t.probe, self.engine, self.schedule, run, len(self.train_loader))] if t.probe is not None else []
+        own += tensorboard_logs(self.cfg, run)  # before early stopping, which may end the run at this epoch
         own += [self.early_stop] if self.early_stop is not None else []
         return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
                        train_loader=self.train_loader, eval_loaders=self.eval_loaders,
