@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data postgres train test lint
+.PHONY: setup data postgres chromium train test lint
 
 # The virtual environment, rebuilt when the package metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -38,13 +38,24 @@ postgres:
 	  fi; \
 	fi
 
+# Debian's Chromium for the report tests (a real browser renders the reports headless, offline).
+chromium:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+	  else \
+	    echo "Chromium is not installed (the report tests render in it): apt-get install -y chromium"; exit 1; \
+	  fi; \
+	fi
+
 train: setup data
 	$(BIN)/cnnlab train configs/fashion_mnist_cnn.yaml data.path=$(FASHION_MNIST)
 
 # One pytest-xdist worker per core (each with one torch thread: tests/conftest.py): on the 2-core
 # CI machine the suite takes about half the serial time. PYTEST_WORKERS=0 runs it serially.
 PYTEST_WORKERS ?= auto
-test: setup data postgres
+test: setup data postgres chromium
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup

@@ -133,6 +133,30 @@ def analyze(
     print(written.run.analysis_file(what, "report.json").parent)
 
 
+@app.command()
+def report(
+    folder: Annotated[Path, typer.Argument(help="a run directory or a study folder")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="file to write (default: FOLDER/report.html, or report.md)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it)")] = "html",
+) -> None:
+    """One file that holds a run's or a study's results, figures and config; the last line printed is the file."""
+    from cnnlab.report.write import report as write_report
+
+    print(write_report(folder, out_file, fmt))
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="two run directories or more")],
+    out_file: Annotated[Path | None, typer.Option("--out", help="file to write (default: compare.html here)")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
+) -> None:
+    """Runs side by side: their numbers, the config keys that differ, their curves overlaid; prints the file."""
+    from cnnlab.report.write import compare as write_compare
+
+    print(write_compare(run_dirs, out_file, fmt))
+
+
 @app.command("lr-find")
 def lr_find(
     config: Annotated[Path, typer.Argument(help="YAML config file")],

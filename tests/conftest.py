@@ -219,3 +219,50 @@ def scratch_run(tmp_path_factory, mnist_small) -> Path:
     text = cfg.read_text()
     cfg.write_text(text + "engine: scratch\n")
     return _train(cfg)
+
+
+# ----------------------------------------------------------------------------- reports
+
+
+@pytest.fixture(scope="session")
+def report_run(tmp_path_factory, mnist_small) -> Path:
+    """Two epochs of a small CNN on 400 real MNIST images (val 100, test 300) with TensorBoard logs,
+    and two analyses (kernels, errors): the run the report tests read."""
+    from cnnlab.cli import main
+
+    folder = tmp_path_factory.mktemp("report-run")
+    cfg = write_config(folder / "c.yaml", {"format": "idx", "path": str(mnist_small), "limit_train": 400,
+                                           "val_fraction": 0.25},
+                       model={"name": "cnn", "channels": [4, 8], "norm": "batch"},
+                       train={"epochs": 2, "batch_size": 50, "tensorboard": True})
+    run_dir = _train(cfg)
+    for what in ("kernels", "errors"):
+        assert main(["analyze", str(run_dir), what]) == 0
+    return run_dir
+
+
+REPORT_STUDY = {
+    "mode": "ablation",
+    "seeds": [0, 1],
+    "axes": {"model.dropout": [0.0, 0.5]},
+    "table": {"metrics": ["test_acc", "val_loss"], "metric_style": "error"},
+}
+
+
+@pytest.fixture(scope="session")
+def report_study(tmp_path_factory, mnist_small) -> Path:
+    """A real ablation for the report tests: dropout 0 (the base) vs 0.5, two seeds, two epochs on 180
+    MNIST images (60 validation, 300 test), every run with TensorBoard logs; returns its folder."""
+    import yaml
+
+    from cnnlab.cli import main
+
+    folder = tmp_path_factory.mktemp("report-study")
+    write_config(folder / "base.yaml", {"format": "idx", "path": str(mnist_small), "limit_train": 240,
+                                        "val_fraction": 0.25},
+                 model={"name": "cnn", "channels": [4], "norm": "batch"},
+                 train={"epochs": 2, "batch_size": 60, "tensorboard": True})
+    study = folder / "dropout.yaml"
+    study.write_text(yaml.safe_dump({"base": "base.yaml", "out_dir": str(folder / "studies"), **REPORT_STUDY}))
+    assert main(["study", str(study)]) == 0
+    return folder / "studies" / "dropout"

@@ -2,3 +2,5 @@
 run by parallel, crash-safe workers on Optuna's storage, with tables that say which
 differences are real (see spec.py for the study file).
 """
+
+STUDY_JSON = "study.json"  # what a study is (launch.describe writes it): the file that marks a study folder

@@ -25,6 +25,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
 from cnnlab.lease import HOST, exit_with_parent
 from cnnlab.rundir import Run
+from cnnlab.study import STUDY_JSON
 from cnnlab.study.plan import Plan, build_plan
 from cnnlab.study.results import Snapshot, Writer, snapshot
 from cnnlab.study.spec import Study, epoch_metric, load_study
@@ -112,7 +113,7 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     assert store is not None
     n = workers or plan.study.spec.workers
     _remove_stale_temporaries(folder)
-    write_json(folder / "study.json", describe(opened, n))
+    write_json(folder / STUDY_JSON, describe(opened, n))
     writer = Writer(plan, store, folder)
     before = snapshot(plan, store).progress
     say(f"study {plan.study.name}: {plan.study.mode}, {before.total} {'trials' if plan.study.mode == 'search' else 'runs'}; "
