@@ -17,6 +17,8 @@ from report_pages import parse, png_size, summary_value
 from cnnlab.cli import main
 from cnnlab.lease import new_lease
 
+pytestmark = pytest.mark.slow  # end to end: real trainings and studies (the shared fixtures)
+
 
 def run(capsys, *args) -> tuple[int, str, str]:
     code = main([str(a) for a in args])

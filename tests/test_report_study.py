@@ -9,12 +9,15 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import write_config
 from report_pages import parse, png_size
 
 from cnnlab.cli import main
 from cnnlab.report.doc import slug
+
+pytestmark = pytest.mark.slow  # end to end: real trainings and studies (the shared fixtures)
 
 
 def report_of(folder: Path) -> str:

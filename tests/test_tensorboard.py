@@ -22,6 +22,8 @@ from cnnlab.resolve import load_config
 from cnnlab.train.runner import resume, train
 from cnnlab.train.tensorboard import hparam_values
 
+pytestmark = pytest.mark.slow  # end to end: real trainings and studies (the shared fixtures)
+
 
 def events(run_dir: Path) -> EventAccumulator:
     acc = EventAccumulator(str(run_dir / "tb"), size_guidance={"scalars": 0})  # 0: keep every event

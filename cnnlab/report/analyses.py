@@ -62,7 +62,9 @@ def analysis(doc: Doc, run: Run, what: str) -> None:
                 png = path.read_bytes()
             except OSError:
                 continue
-            label = FIGURE.get(path.stem, path.stem.replace("_", " ").replace("-", " "))
+            # kernels and features name their figures after the layer (dots written as underscores)
+            label = FIGURE.get(path.stem, f"layer {path.stem}" if what in ("kernels", "features") else
+                               path.stem.replace("_", " ").replace("-", " "))
             doc.add(Figure(png, f"{what}-{path.name}", [f"{what}: {label}. ", about, " (", Mono(path.name), ")"]))
         elif path.name != ANALYSIS_REPORT:
             others.append(path.name)

@@ -47,6 +47,7 @@ p.lead { font-size: 1.22em; margin: 12px 0 14px; }
 a { color: var(--accent); }
 code, pre { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.88em; }
 code { background: #f2f4f7; padding: 1px 4px; border-radius: 3px; overflow-wrap: anywhere; }
+pre code { background: none; padding: 0; font-size: 1em; }
 pre { background: #f6f8fa; border: 1px solid var(--line); border-radius: 4px; padding: 10px 12px; overflow-x: auto;
   white-space: pre-wrap; overflow-wrap: anywhere; }
 .notice { border-left: 5px solid var(--warn-line); background: var(--warn); padding: 8px 12px; margin: 10px 0;

@@ -151,10 +151,11 @@ def headline(doc: Doc, info: RunInfo) -> None:
         return
     best_epoch, final = s.get("best_epoch"), s.get("final") or {}
     lead = next((sp for sp in ("test", "val") if s.get(f"{sp}_acc") is not None), None)
-    selected = "the last epoch" if s.get("selected_by") == "last epoch" else f"the best {s.get('selected_by')}"
+    selected = ("the last epoch (no validation split to select by)" if s.get("selected_by") == "last epoch"
+                else f"the checkpoint selected by {s.get('selected_by')}")
     if lead is not None:
         doc.add(Text(lead=True, content=[f"{lead.capitalize()} accuracy ", Strong(percent(s[f"{lead}_acc"])),
-                      f" (error {percent(1 - s[f'{lead}_acc'])}) at epoch {best_epoch}, the checkpoint with {selected}"
+                      f" (error {percent(1 - s[f'{lead}_acc'])}) at epoch {best_epoch}, {selected}"
                       + (f"; val accuracy {percent(s['val_acc'])}." if lead == "test" and s.get("val_acc") is not None
                          else ".")]))
     rows = []
@@ -176,7 +177,9 @@ def headline(doc: Doc, info: RunInfo) -> None:
                  else "", _cell(s, "best.train_acc.value", train.get("epoch")), _cell(s, "final.train_acc")])
     doc.add(Table(["", f"selected checkpoint (epoch {best_epoch})", "best over epochs",
                    f"final (epoch {final.get('epoch', '?')})"], rows, id="headline",
-                  note=f"Selected checkpoint: best.pt, chosen by {s.get('selected_by')}. Best over epochs: each "
+                  note=("Selected checkpoint: best.pt, the last epoch (no validation split to choose by)."
+                        if s.get("selected_by") == "last epoch" else
+                        f"Selected checkpoint: best.pt, chosen by {s.get('selected_by')}.") + " Best over epochs: each "
                        "number's own best epoch (so they may come from different epochs). Errors are 1 - accuracy. "
                        "Every number is read from summary.json."))
     facts = [f"{s.get('epochs')} of {s.get('epochs_planned')} epochs", f"{s.get('params', 0):,} parameters",
