@@ -56,6 +56,11 @@ CAPTIONS = {
     "history": "Optuna's optimisation history: every trial's value and the best so far.",
     "importance": "Optuna's hyperparameter importances (fANOVA): how much of the variation of the study metric "
                   "each searched parameter explains.",
+    "probe-loss": "Landscape probe (Santurkar et al. 2018, figure 4a): the loss band along the gradient over the "
+                  "probe's step sizes and the settings, per group; median over seeds, bootstrap 95% band.",
+    "probe-grad-change": "Landscape probe (figure 4b): gradient predictiveness, the change of the gradient along "
+                         "the step, one panel per setting.",
+    "probe-beta": "Landscape probe (figure 4c): effective beta-smoothness, one panel per setting.",
 }
 
 
@@ -163,6 +168,11 @@ def study_figures(doc: Doc, r: Reopened) -> None:
         if png is not None:
             about = next((c for o, c in CAPTIONS.items() if path.stem.startswith(o)), "")
             doc.add(Figure(png, path.name, [about + " (", Mono(path.name), ")"]))
+    from cnnlab.study.probe_figures import TABLE_MD as PROBE_TABLE
+
+    if (r.folder / PROBE_TABLE).is_file():  # the landscape probe's numbers beside its figures
+        doc.add(Code((r.folder / PROBE_TABLE).read_text(encoding="utf-8"), summary=f"{PROBE_TABLE}: the landscape "
+                     "probe's medians per variant, their CIs, the BN / no-BN ratios and paired p"))
 
 
 def variant_curves(doc: Doc, r: Reopened) -> None:
