@@ -112,14 +112,22 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+PARENT_ENV = "CNNLAB_STUDY_PARENT"  # the pid of the study command, given to the workers it starts
+
+
 def exit_with_parent(poll: float = 0.5) -> None:
-    """In a worker process: exit at once when the parent dies (kill -9 of the study command)."""
-    parent = os.getppid()
+    """In a worker process: exit at once when the parent dies (kill -9 of the study command).
+
+    The parent is the pid the study command wrote into PARENT_ENV when it started us, not
+    os.getppid() read now: a parent killed while this worker was still starting up (importing
+    torch takes seconds on a loaded machine) has already left it to init, and getppid() would
+    then name init as the parent to watch, forever."""
+    parent = int(os.environ.get(PARENT_ENV) or os.getppid())
 
     def watch() -> None:
         while True:
-            time.sleep(poll)
             if os.getppid() != parent:
                 os._exit(75)  # the parent is gone; its rerun takes this trial back
+            time.sleep(poll)
 
     threading.Thread(target=watch, daemon=True, name="cnnlab-parent-watch").start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -144,3 +145,21 @@ def test_old_temporaries_of_killed_commands_are_removed(tmp_path):
     os.utime(kept, (time.time() - 600, time.time() - 600))
     _remove_stale_temporaries(tmp_path)
     assert not old.exists() and fresh.exists() and kept.exists()
+
+
+def test_a_worker_whose_study_command_died_while_it_started_exits():
+    """The study command was killed while its worker was still importing torch: the worker is
+    init's child by the time it looks, so it must watch the pid it was started by, not getppid()."""
+    code = "from cnnlab.lease import exit_with_parent; exit_with_parent(poll=0.05); import time; time.sleep(30)"
+    env = {**os.environ, lease.PARENT_ENV: str(dead_pid())}
+    started = time.monotonic()
+    assert subprocess.run([sys.executable, "-c", code], env=env, timeout=60).returncode == 75
+    assert time.monotonic() - started < 20
+    # With the study command alive (this test), the worker keeps running.
+    alive = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, lease.PARENT_ENV: str(os.getpid())})
+    try:
+        with pytest.raises(subprocess.TimeoutExpired):
+            alive.wait(timeout=3)
+    finally:
+        alive.kill()
+        alive.wait()

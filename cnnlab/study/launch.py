@@ -23,7 +23,7 @@ import cnnlab
 from cnnlab.data.build import read_raw
 from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
-from cnnlab.lease import HOST, exit_with_parent
+from cnnlab.lease import HOST, PARENT_ENV, exit_with_parent
 from cnnlab.rundir import Run
 from cnnlab.study import STUDY_JSON
 from cnnlab.study.plan import Plan, build_plan
@@ -176,6 +176,7 @@ def _start_processes(path: Path, overrides: list[str], storage: str | None, n: i
     # Workers import this very copy of cnnlab, whatever their working directory.
     root = str(Path(cnnlab.__file__).resolve().parents[1])
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[PARENT_ENV] = str(os.getpid())  # so a worker still starting up when we die notices (lease.py)
     cmd = [sys.executable, "-m", "cnnlab", "study", str(path), *overrides, "--worker",
            "--threads", str(default_threads(n))]
     if storage:
@@ -202,9 +203,9 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 def run_worker(path: Path, overrides: list[str], storage: str | None, threads: int | None,
                worker_index: int = 0, say: Callable[[str], None] = print) -> int:
     """A worker process started by `cnnlab study --workers N`: run trials, then exit."""
+    exit_with_parent()  # first: the parent may die while torch is still importing
     import torch
 
-    exit_with_parent()
     opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
     writer = Writer(opened.plan, opened.store, opened.folder)
