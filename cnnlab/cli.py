@@ -13,7 +13,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cnnlab.errors import DivergedError, Interrupted, UserError
+from cnnlab.errors import (
+    DivergedError,
+    Interrupted,
+    PeerLost,
+    UserError,
+    is_main_process,
+    note_exit,
+)
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
@@ -27,6 +34,9 @@ app.add_typer(scratch_app, name="scratch")
 out = Console(soft_wrap=True)
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. optim.lr=0.01 train.epochs=3")]
+Nproc = Annotated[int | None, typer.Option(
+    "--nproc", min=1, help="train in N processes on this machine (DDP, launched by torchrun's own launcher): "
+    "one per GPU, or CPU processes sharing the cores; for several machines use torchrun (README)")]
 
 
 @app.command()
@@ -34,29 +44,49 @@ def train(
     config: Annotated[Path, typer.Argument(help="YAML config file")],
     overrides: Overrides = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress output")] = False,
+    nproc: Nproc = None,
 ) -> None:
     """Train a model; the last line printed is the run directory."""
     from cnnlab.resolve import load_config
 
     cfg = load_config(config, overrides or [])  # checked before torch is imported: a typo costs no start-up
+    if nproc is not None and nproc > 1:
+        _launch(["train", str(config), *(overrides or []), *(["-q"] if quiet else [])], nproc)
     from cnnlab.train.runner import train as run_training
 
     with _stoppable():
         result = run_training(cfg, quiet=quiet)
-    _print_result(result.summary)
-    print(result.run_dir)
+    if is_main_process():
+        _print_result(result.summary)
+        print(result.run_dir)
 
 
 @app.command()
 def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to continue")],
-           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False) -> None:
-    """Continue an interrupted run from its last checkpoint."""
+           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False, nproc: Nproc = None) -> None:
+    """Continue an interrupted run from its last checkpoint (with any number of processes)."""
+    if nproc is not None and nproc > 1:
+        _launch(["resume", str(run_dir), *(["-q"] if quiet else [])], nproc)
     from cnnlab.train.runner import resume as run_resume
 
     with _stoppable():
         result = run_resume(run_dir, quiet=quiet)
-    _print_result(result.summary)
-    print(result.run_dir)
+    if is_main_process():
+        _print_result(result.summary)
+        print(result.run_dir)
+
+
+def _launch(command: list[str], nproc: int) -> None:
+    """`--nproc N`: the same command in N processes (torchrun's launcher); exits with their code."""
+    import os
+
+    if "WORLD_SIZE" in os.environ:
+        raise UserError("--nproc: this command already runs under torchrun; give the processes to torchrun only")
+    from cnnlab.distributed import launch
+
+    code = launch(command, nproc)
+    _LAUNCHED.append(code)  # the processes have said what happened
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -217,6 +247,7 @@ def study(
 
 
 _STOPPED: list[Interrupted] = []  # a stop a command has already reported
+_LAUNCHED: list[int] = []  # exit codes of `--nproc` launches, whose processes reported for themselves
 
 
 @contextlib.contextmanager
@@ -228,7 +259,10 @@ def _stoppable(study: bool = False) -> Iterator[None]:
     except Interrupted as e:
         _STOPPED.append(e)
         name = signal.Signals(e.signum).name
-        if study:
+        note_exit(e.exit_code)
+        if not is_main_process():
+            pass  # rank 0 of a distributed run says it
+        elif study:
             print(STUDY_INTERRUPTED, file=sys.stderr)
         elif e.run is not None:
             print(f"cnnlab: stopped by {name} {e.where}, last.pt saved there; `cnnlab resume {e.run}` continues it",
@@ -383,19 +417,30 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="cnnlab")  # Typer exits itself on usage errors and --help
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-        if code == 130 and "--worker" not in args and not _STOPPED:  # Typer turns Ctrl-C into exit code 130
-            print(interrupted, file=sys.stderr)
+        if code == 130 and "--worker" not in args and not _STOPPED and not _LAUNCHED:  # Typer turns Ctrl-C into exit code 130
+            return _one_line(interrupted, 130)
         return code
     except UserError as e:
-        print(f"cnnlab: error: {e}", file=sys.stderr)
-        return e.exit_code
+        return _one_line(f"cnnlab: error: {e}", e.exit_code)
     except DivergedError as e:
-        print(f"cnnlab: diverged: {e}", file=sys.stderr)
-        return e.exit_code
+        return _one_line(f"cnnlab: diverged: {e}", e.exit_code)
+    except PeerLost as e:
+        run = getattr(e, "run", None)
+        then = (f"; `cnnlab resume {run}` continues it from its last checkpoint, with any number of processes"
+                if run is not None else "")
+        return _one_line(f"cnnlab: error: {e}{then}", e.exit_code)
     except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
+        return _one_line(interrupted, 130)
     return 0
+
+
+def _one_line(text: str, code: int) -> int:
+    """Print an error's one line and return its exit code; in a distributed run only rank 0 prints
+    (every process meets the same bad input; a peer's death is rank 0's to report)."""
+    if is_main_process():
+        print(text, file=sys.stderr, flush=True)
+        note_exit(code)
+    return code
 
 
 def _entry() -> None:

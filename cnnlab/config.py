@@ -62,6 +62,9 @@ class DataConfig(_Open):
 
 class ModelConfig(_Open):
     name: str
+    # Distributed runs on GPUs: BatchNorm layers become SyncBatchNorm (statistics over the global
+    # batch, not each process's part). Checkpoints keep plain BatchNorm names and shapes.
+    sync_bn: bool = False
 
 
 class OptimConfig(_Open):

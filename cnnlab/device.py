@@ -1,5 +1,6 @@
 """The torch set-up of a process: device, CPU threads, seeds, determinism, autocast and the
-memory layout of convolutions. Training, evaluation and prediction all start here.
+memory layout of convolutions. Training, evaluation and prediction all start here; a process
+of a distributed run also takes its GPU and joins its process group here (distributed.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from cnnlab import distributed
 from cnnlab.errors import ConfigError
 
 Autocast = Callable[[], contextlib.AbstractContextManager]
@@ -63,8 +65,10 @@ def seed_everything(seed: int) -> None:
 
 
 def setup(device_name: str, seed: int, threads: int | None = None, compiles: bool = False) -> torch.device:
-    """Device, threads, seeds and determinism for one run in this process."""
-    device = resolve_device(device_name)
+    """Device, threads, seeds and determinism for one run in this process; under torchrun, this
+    rank's GPU (LOCAL_RANK) and the process group too."""
+    device = distributed.local_device(resolve_device(device_name), distributed.from_env())
+    distributed.init(device)
     if threads:
         torch.set_num_threads(threads)
     seed_everything(seed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 
 class UserError(Exception):
     """Bad input (config, data, paths): one line, exit code 2."""
@@ -32,6 +34,16 @@ class DivergedError(Exception):
     exit_code = 3
 
 
+class PeerLost(Exception):
+    """Another process of a distributed run died or stopped answering: one line, exit code 4.
+    The run keeps its last checkpoint; `cnnlab resume` continues it with any number of processes."""
+
+    exit_code = 4
+
+    def __init__(self, message: object = "") -> None:
+        super().__init__(one_line(str(message)))
+
+
 class Interrupted(KeyboardInterrupt):
     """A run stopped on SIGINT (exit code 130) or SIGTERM (143) after saving where it was."""
 
@@ -44,6 +56,26 @@ class Interrupted(KeyboardInterrupt):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+
+EXIT_NOTE = "CNNLAB_EXIT_NOTE"  # set by `--nproc`'s launcher: where rank 0 notes the exit code of its line
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a distributed run (torchrun sets RANK), or a process that is not part of one."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def note_exit(code: int) -> None:
+    """Rank 0 printed its one line and exits with `code`: tell the `--nproc` launcher, which then
+    adds no line of its own (cnnlab/distributed.py)."""
+    path = os.environ.get(EXIT_NOTE)
+    if path and is_main_process():
+        try:
+            with open(path, "w") as f:
+                f.write(str(code))
+        except OSError:
+            pass
 
 
 def suggest(word: str, candidates: list[str] | tuple[str, ...]) -> str:

@@ -77,6 +77,8 @@ def create(out_dir: str | Path, name: str) -> Run:
 class Run:
     """One run directory: its files by name, read and written through here only."""
 
+    writes = True  # False for the other processes of a distributed run (Follower)
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -329,6 +331,41 @@ class Run:
 
     def is_run(self) -> bool:
         return (self.path / CONFIG).is_file()
+
+
+class Follower(Run):
+    """The run directory as the processes of a distributed run other than rank 0 see it: rank 0
+    writes every file (cnnlab/distributed.py); the others read it and write nothing."""
+
+    writes = False
+
+    @contextlib.contextmanager
+    def training(self) -> Iterator[None]:
+        yield  # rank 0 holds the lock
+
+    def write_config(self, cfg: Config) -> None:
+        pass
+
+    def write_data_info(self, info: dict[str, Any]) -> None:
+        pass
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        pass
+
+    def write_steps(self, losses: list[float], steps_per_epoch: int) -> None:
+        pass
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        pass
+
+    def write_checkpoint(self, which: str, payload: dict[str, Any], fmt: str) -> None:
+        pass
+
+    def write_traceback(self, text: str) -> None:
+        pass
+
+    def write_probe(self, columns: dict[str, list[float]]) -> None:
+        pass
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -11,6 +11,11 @@ that sample's seed. A batch therefore depends only on the generator state, not o
 number of workers or which worker ran it, and restoring the generator (and torch's global
 generator, which MixUp/CutMix draw from) at an epoch boundary replays the same epoch:
 `cnnlab resume` on the CPU matches an uninterrupted run exactly.
+
+In a distributed run each process decodes only its rows of every global batch (the per-image
+seeds make them the images one process would have made) and yields the whole batch's labels,
+read from the listing (cnnlab/data/loader.py, Loader). MixUp/CutMix then mix within each
+process's rows, and the mixed labels are gathered from all processes.
 """
 
 from __future__ import annotations
@@ -22,11 +27,13 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from cnnlab import distributed
 from cnnlab.data.augment import Pipeline, build_pipeline
 from cnnlab.data.decode import decode_one
 from cnnlab.data.loader import Normalise
 from cnnlab.data.sources import FileTree
 from cnnlab.data.types import FileSplit
+from cnnlab.distributed import World
 from cnnlab.errors import DataError, UserError
 
 
@@ -105,10 +112,13 @@ class FileLoader:
         generator: torch.Generator | None = None,
         channels_last: bool = False,
         workers: int = 0,
+        world: World = distributed.SINGLE,
     ):
         if train and generator is None:
             raise ValueError("a training FileLoader needs the run's generator")
-        self.device, self.batch_size, self.train = device, batch_size, train
+        self.device, self.batch_size, self.train, self.world = device, batch_size, train, world
+        self.global_labels: list[torch.Tensor] = []  # distributed runs: each planned batch's labels
+        self.input_shape, self._empty_tail = tuple(pipeline.input_shape), False
         self.generator = generator
         self.labelled = split.y is not None
         self.dataset = ImageFiles(split, pipeline, train, scale)
@@ -126,7 +136,8 @@ class FileLoader:
         )
 
     def __len__(self) -> int:
-        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
+        n = len(self.dataset)
+        return distributed.steps(n, self.batch_size, self.world) if self.train else (n + self.batch_size - 1) // self.batch_size
 
     def _plan_epoch(self) -> None:
         n = len(self.dataset)
@@ -140,7 +151,16 @@ class FileLoader:
         else:
             seeds = torch.full((n,), -1, dtype=torch.long)
         pairs = list(zip(order.tolist(), seeds.tolist()))
-        self.plan.batches = [pairs[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        batches = [pairs[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+        if self.world.distributed:
+            labels = self.dataset.labels
+            self.global_labels = [torch.tensor([labels[i] for i, _ in b]) if labels is not None else torch.empty(0)
+                                  for b in batches]
+            batches = [b[slice(*distributed.bounds(len(b), self.world))] for b in batches]
+        # Evaluation keeps a last batch smaller than the number of processes: a process whose part
+        # is empty yields an empty tensor (batches below), as a DataLoader cannot load nothing.
+        self._empty_tail = bool(batches) and not batches[-1]
+        self.plan.batches = batches[:-1] if self._empty_tail else batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         return self.batches()
@@ -150,13 +170,21 @@ class FileLoader:
         # MixUp/CutMix draw from torch's global generator, which a checkpoint restores.
         self._plan_epoch()
         self.plan.batches = self.plan.batches[skip:]
+        whole = self.global_labels[skip:]
         try:
-            for x, y in self.loader:
+            for i, (x, y) in enumerate(self.loader):
                 x = x.to(self.device, non_blocking=True)
                 y = y.to(self.device, non_blocking=True) if self.labelled else None
                 if self.batch_op is not None and y is not None:
                     x, y = self.batch_op(x, y)
+                    if self.world.distributed:  # labels mixed per process: the whole batch's from all
+                        y = distributed.gather_rows(y, len(whole[i]), self.world)
+                elif self.world.distributed and y is not None:
+                    y = whole[i].to(self.device, non_blocking=True)
                 yield self.normalise(x), y
+            if self._empty_tail:
+                x = torch.zeros((0, *self.input_shape), device=self.device)
+                yield self.normalise(x), (whole[-1].to(self.device) if self.labelled else None)
         except UserError as e:
             # A worker's error arrives wrapped in its traceback; keep the one line that names the file.
             raise type(e)(_last_line(str(e))) from None

@@ -6,6 +6,11 @@ device. This replaces a DataLoader over per-image PIL transforms, which on a 2-c
 is slower than the model. Datasets too large for memory use the FileLoader
 (fileloader.py) instead; both follow the Loader protocol, so the trainer takes either, and
 loading.make_loader picks one for a split.
+
+In a distributed run (cnnlab/distributed.py) every process draws the same order and the same
+augmentations for the whole global batch, then keeps its own rows: a batch's images are the
+same whatever the number of processes. Random ops therefore run on the whole batch in every
+process (a few elementwise tensor ops; the model's work is what is shared out).
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from cnnlab import distributed
 from cnnlab.data.augment import Augmentation, Batch, Rng
 from cnnlab.data.types import Split
+from cnnlab.distributed import World
 
 
 class Loader(Protocol):
@@ -28,6 +35,10 @@ class Loader(Protocol):
     (B,) or, after mixup/cutmix, class probabilities (B, K); y is None for unlabelled data.
     All randomness comes from the generator the loader was given, so saving and restoring
     that generator's state (the trainer does, in last.pt) replays the same batches.
+
+    In a distributed run x holds this process's rows of the batch and y the whole batch's
+    labels: the data-parallel engine (train/data_parallel.py) trains on its rows and returns the
+    whole batch's logits, so the loop counts every batch in full in every process.
     """
 
     device: torch.device
@@ -80,8 +91,10 @@ class BatchLoader:
         augment: list[Augmentation] | None = None,
         generator: torch.Generator | None = None,
         channels_last: bool = False,
+        world: World = distributed.SINGLE,
     ):
         self.device = device
+        self.world = world
         self.x = split.x.to(device)
         self.y = None if split.y is None else split.y.to(device)
         self.batch_size = batch_size
@@ -92,7 +105,8 @@ class BatchLoader:
         self.normalise = Normalise(mean, std, device, channels_last)
 
     def __len__(self) -> int:
-        return (len(self.x) + self.batch_size - 1) // self.batch_size
+        return distributed.steps(len(self.x), self.batch_size, self.world) if self.shuffle else \
+            (len(self.x) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         return self.batches()
@@ -105,19 +119,24 @@ class BatchLoader:
         # Deterministic ops (resize, center_crop) draw nothing, so they leave the generator as it was.
         random = any(not op.always for op in self.augment)
         rng = epoch_rng(self.generator) if random else epoch_rng(None)
-        for i, start in enumerate(range(0, n, self.batch_size)):
-            if i < skip and not random:
+        shared, kept = self.world.distributed, len(self)
+        # A dropped last batch (distributed.steps) still draws, so the generator ends every epoch as
+        # it does in one process: a run resumes identically with any number of processes.
+        for i in range((n + self.batch_size - 1) // self.batch_size):
+            if (i < skip or i >= kept) and not random:
                 continue
-            if order is None:
-                xb = self.x[start : start + self.batch_size]
-                yb = None if self.y is None else self.y[start : start + self.batch_size]
-            else:
-                idx = order[start : start + self.batch_size]
-                xb = self.x[idx]
-                yb = None if self.y is None else self.y[idx]
-            batch = self.prepare(xb, yb, rng)  # a skipped batch still draws its augmentations' randomness
-            if i >= skip:
-                yield batch
+            start, stop = i * self.batch_size, min((i + 1) * self.batch_size, n)
+            sel = slice(start, stop) if order is None else order[start:stop]
+            yb = None if self.y is None else self.y[sel]
+            if shared and not random:  # nothing drawn: prepare this process's rows only
+                a, b = distributed.bounds(stop - start, self.world)
+                x, _ = self.prepare(self.x[slice(start + a, start + b) if order is None else sel[a:b]])
+                if i >= skip:
+                    yield x, yb
+                continue
+            x, y = self.prepare(self.x[sel], yb, rng)  # a skipped batch still draws its augmentations' randomness
+            if skip <= i < kept:
+                yield (distributed.rows(x, self.world), y) if shared else (x, y)
 
     def prepare(self, xb: torch.Tensor, yb: torch.Tensor | None = None,
                 rng: Rng | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:

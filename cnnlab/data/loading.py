@@ -8,6 +8,7 @@ from cnnlab.data.augment import Pipeline
 from cnnlab.data.fileloader import FileLoader
 from cnnlab.data.loader import BatchLoader, Loader, default_workers
 from cnnlab.data.types import AnySplit, FileSplit
+from cnnlab.distributed import SINGLE, World
 
 
 def make_loader(
@@ -23,11 +24,14 @@ def make_loader(
     generator: torch.Generator | None = None,
     channels_last: bool = False,
     workers: int | None = None,
+    world: World = SINGLE,
 ) -> Loader:
-    """The loader for a split: training (shuffled, every op) or evaluation (in order, the always-ops)."""
+    """The loader for a split: training (shuffled, every op) or evaluation (in order, the always-ops);
+    in a distributed run, this process's rows of each batch (cnnlab/distributed.py)."""
     if isinstance(split, FileSplit):
         return FileLoader(split, pipeline, batch_size, device, scale, mean, std, train=train, generator=generator,
-                          channels_last=channels_last, workers=default_workers() if workers is None else workers)
+                          channels_last=channels_last, workers=default_workers() if workers is None else workers,
+                          world=world)
     return BatchLoader(split, batch_size, device, scale, mean, std, shuffle=train,
                        augment=pipeline.train_ops if train else pipeline.eval_ops,
-                       generator=generator if train else None, channels_last=channels_last)
+                       generator=generator if train else None, channels_last=channels_last, world=world)

@@ -86,6 +86,7 @@ class EngineType(Protocol):
         """Refuse, with a ConfigError, options this engine cannot run."""
 
     label: str  # words for the run's banner ("" for the default engine)
+    data_parallel: bool  # whether it trains in several processes (torchrun; train/data_parallel.py)
 
     @staticmethod
     def channels_last(cfg: Config, device: torch.device, model: torch.nn.Module) -> bool:

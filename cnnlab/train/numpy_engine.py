@@ -32,6 +32,7 @@ class NumpyEngine:
     """A cnnlab.scratch network trained by the engine's own SGD or Adam."""
 
     checkpoint_format = "npz"
+    data_parallel = False  # one process only: no torchrun
     eval_tag = ""
     label = "engine scratch (NumPy)"
 

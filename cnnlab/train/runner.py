@@ -1,7 +1,9 @@
 """From a validated config to a finished run directory (and back again for resume).
 
 Everything that can fail on user input is built first (session.py), so bad input never
-leaves a half-made run behind; then the run directory is made and the one loop trains.
+leaves a half-made run behind; then the run directory is made and the one loop trains. In a
+distributed run every process trains; rank 0 alone makes and writes the run directory, prints
+and draws, the others follow it (rundir.Follower).
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ from typing import Any
 
 import torch
 
-from cnnlab import rundir
+from cnnlab import distributed, rundir
 from cnnlab.analysis.samples import write_samples
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
-from cnnlab.errors import DivergedError, Interrupted, UserError
+from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
 from cnnlab.rundir import Run
 from cnnlab.train.logged import metric_mode
 from cnnlab.train.progress import Reporter
@@ -41,18 +43,23 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     figure leaves the training random streams alone)."""
     rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
     session = build_session(cfg)
-    if run_dir is None:
+    main = session.world.is_main
+    run: Run | None = None
+    if main and run_dir is None:
         run = rundir.create(cfg.train.out_dir, cfg.name or "run")
-    else:
-        run = Run(run_dir)
+    elif main:
+        run = Run(run_dir)  # type: ignore[arg-type]
         run.path.mkdir(parents=True, exist_ok=True)
+    shared = distributed.broadcast_object(str(run.path) if run is not None else None, session.world)
+    run = run if run is not None else rundir.Follower(shared)
     counts = class_counts(session.bundle)
     run.write_config(cfg)
     run.write_data_info({**session.data_info(), "class_counts": counts})  # the report shows them without the data
     reporter = _reporter(session, quiet)
     reporter.message(_banner(session, run, counts))
-    warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
-    if samples:
+    if main:
+        warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
+    if samples and main:
         write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
     stops = StopRequests()
     trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
@@ -72,23 +79,28 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     session = build_session(cfg, build_data(data, cfg.seed))
     if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
         raise UserError(f"{cfg.data.path}: the dataset changed since {run.name} started (classes or split sizes differ)")
-    held = run.holder()
+    world = session.world
+    if not world.is_main:  # rank 0 checks the lock and writes; any number of processes may continue a run
+        run = rundir.Follower(run.path)
+    held = run.holder() if world.is_main else None
     if held is not None:
         raise UserError(f"{run.path}: this run is being trained by {held}; wait for it, or stop that process")
     reporter = _reporter(session, quiet)
     stops = StopRequests()
     trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
-    died = run.died()
+    died = run.died() if world.is_main else None
     if died is not None:
         reporter.message(f"{run.name}: the process that was training it died without a word ({died})")
     if run.has_checkpoint("last"):
         trainer.restore(run.checkpoint("last"))
-        reporter.message(f"resuming {run.name} {trainer.position()} of {cfg.train.epochs} epochs")
+        distributed.seed_rank(cfg.seed, trainer.position(), world)  # restore gave every rank rank 0's stream
+        reporter.message(f"resuming {run.name} {trainer.position()} of {cfg.train.epochs} epochs"
+                         + (f" in {world.size} processes" if world.distributed else ""))
     return _fit(session, trainer, run, stops)
 
 
 def _reporter(session: Session, quiet: bool) -> Reporter:
-    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet)
+    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet or not session.world.is_main)
 
 
 def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
@@ -101,7 +113,9 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
             + "".join(f"\n{'per class' if i == 0 else '         '} {line}"
                       for i, line in enumerate(count_lines(counts, s.bundle.classes)))
             + f"\nmodel {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
-            + (f"; {s.label}" if s.label else ""))
+            + (f"; {s.label}" if s.label else "")
+            + (f"\ndistributed {s.world.size} processes ({'nccl' if s.device.type == 'cuda' else 'gloo'}), "
+               f"{s.cfg.train.batch_size} images per step shared between them" if s.world.distributed else ""))
     t = s.cfg.train
     options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
                f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",
@@ -137,6 +151,10 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> R
         except KeyboardInterrupt:
             status, reason = "interrupted", "stopped by the user; `cnnlab resume` continues it from the last checkpoint"
             raise
+        except PeerLost as e:
+            status, reason = "failed", f"{e}; `cnnlab resume` continues it from the last checkpoint"
+            e.run = run.path  # type: ignore[attr-defined]
+            raise
         except Exception as e:
             status, reason = "failed", f"{type(e).__name__}: {e}"
             raise
@@ -151,6 +169,7 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> R
             finally:
                 for cb in hooked:
                     cb.close(status, summary)
+    distributed.finish()
     return RunResult(run.path, summary)
 
 
@@ -175,6 +194,7 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         "engine": session.cfg.engine,
         "wall_seconds": round(state.elapsed, 3),
         "device": str(session.device),
+        "processes": session.world.size,
         "device_name": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else None,
         "seed": session.cfg.seed,
         "final": history[-1] if history else None,

@@ -20,11 +20,13 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from cnnlab import distributed
 from cnnlab.config import Config
 from cnnlab.device import Autocast, amp_dtype
 from cnnlab.device import channels_last as use_channels_last
 from cnnlab.errors import ConfigError
 from cnnlab.models import count_parameters
+from cnnlab.train.data_parallel import wrap
 from cnnlab.train.engine import StepResult
 from cnnlab.train.losses import build_penalty
 from cnnlab.train.optim import OPTIMIZERS
@@ -35,6 +37,7 @@ class TorchEngine:
     """A torch model trained by a torch optimizer."""
 
     checkpoint_format = "torch"
+    data_parallel = True  # trains under torchrun (distributed.py)
     label = ""
 
     def __init__(self, cfg: Config, model: nn.Module, device: torch.device, loss_fn: nn.Module, autocast: Autocast):
@@ -46,9 +49,12 @@ class TorchEngine:
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype(t.amp, device) == torch.float16 else None
         self.penalty = build_penalty(cfg.loss, model)
         self.grad_clip, self.grad_clip_value = t.grad_clip, t.grad_clip_value
-        # Training steps may run a compiled model; it shares its parameters with self.model,
-        # whose state_dict (no `_orig_mod.` prefixes) is what checkpoints hold.
-        self.step_model = torch.compile(model, mode=t.compile_mode) if t.compile else model
+        # Training steps may run a compiled model, wrapped in DDP in a distributed run; it shares its
+        # parameters with self.model, whose state_dict (no `_orig_mod.`/`module.` prefixes) is what
+        # checkpoints hold.
+        self.step_model = wrap(model, device, distributed.current())
+        if t.compile:
+            self.step_model = torch.compile(self.step_model, mode=t.compile_mode)
         self.ema = (AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(t.ema), use_buffers=True)
                     if t.ema is not None else None)
         self._eval = with_tta(self.ema.module if self.ema is not None else model, t.tta)

@@ -311,7 +311,8 @@ class Trainer:
         self.save_last()
         self.run.write_history(s.history)
         self.run.write_steps(s.step_losses, len(self.train_loader))
-        plot_curves(s.history, s.step_losses, len(self.train_loader), self.run.curves_png, title=self.run.name)
+        if self.run.writes:  # not the other processes of a distributed run
+            plot_curves(s.history, s.step_losses, len(self.train_loader), self.run.curves_png, title=self.run.name)
         notes = [n for cb in self.callbacks if hasattr(cb, "note") and (n := cb.note())]
         self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
         if stop is not None:
