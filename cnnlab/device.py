@@ -6,6 +6,7 @@ of a distributed run also takes its GPU and joins its process group here (distri
 from __future__ import annotations
 
 import contextlib
+import os
 import random
 from collections.abc import Callable
 from typing import Literal
@@ -32,6 +33,20 @@ def resolve_device(name: str) -> torch.device:
     if name == "mps" and not _mps_available():
         raise ConfigError("device: 'mps' was asked for but Apple's MPS backend is not available; use device: auto")
     return torch.device(name)
+
+
+def visible_gpus() -> list[str]:
+    """The CUDA GPUs this process may use, as CUDA_VISIBLE_DEVICES names them (indices or UUIDs)."""
+    names = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if names is not None:
+        return [g.strip() for g in names.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def worker_gpu(index: int, gpus: list[str]) -> str | None:
+    """The GPU of study worker `index`: round-robin over several GPUs (more workers than GPUs share
+    them evenly); None with fewer than two, where every worker uses the one there is (or the CPU)."""
+    return gpus[index % len(gpus)] if len(gpus) >= 2 else None
 
 
 def _mps_available() -> bool:

@@ -2,7 +2,8 @@
 
 With --workers N > 1 the command works as worker 0 and starts N - 1 more processes
 (`cnnlab study FILE --worker`); on CPU each gets cores // N threads, on a GPU they share
-it. Killing the command (Ctrl-C or kill -9) and running it again finishes only what is
+it, and on a machine with several GPUs worker i gets GPU i mod G alone (CUDA_VISIBLE_DEVICES),
+so 8 workers on 2 GPUs run 4 on each. Killing the command (Ctrl-C or kill -9) and running it again finishes only what is
 missing.
 """
 
@@ -181,7 +182,18 @@ def _start_processes(path: Path, overrides: list[str], storage: str | None, n: i
            "--threads", str(default_threads(n))]
     if storage:
         cmd += ["--storage", storage]
-    return [subprocess.Popen(cmd + ["--worker-index", str(i)], env=env) for i in range(1, n)]
+    from cnnlab.device import visible_gpus, worker_gpu
+
+    gpus = visible_gpus()
+    if len(gpus) >= 2:  # worker 0, this process, keeps the first: "cuda" is the first visible GPU
+        per = ", ".join(f"GPU {g}: {len(range(i, n, len(gpus)))}" for i, g in enumerate(gpus[:n]))
+        say(f"{n} workers over {len(gpus)} GPUs, round-robin ({per})")
+    procs = []
+    for i in range(1, n):
+        gpu = worker_gpu(i, gpus)
+        procs.append(subprocess.Popen(cmd + ["--worker-index", str(i)],
+                                      env=env if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": gpu}))
+    return procs
 
 
 def _wait(procs: list[subprocess.Popen], say: Callable[[str], None]) -> None:
