@@ -127,6 +127,32 @@ def predict(
     print(path)
 
 
+@app.command()
+def export(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    format: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+) -> None:
+    """Write the model as ONNX or TorchScript into RUN_DIR/export/: it takes float32 images in [0, 1]
+    (normalisation folded in) and returns logits; class names in the JSON beside it; checked
+    against the run's model on real images (refused when they disagree). The last line is the file."""
+    _check_choice("--format", format, ("onnx", "torchscript"))
+    _check_choice("--checkpoint", checkpoint, ("best", "last"))
+    from cnnlab.export import export_run
+
+    target, sidecar, parity = export_run(run_dir, format, checkpoint)  # type: ignore[arg-type]
+    out.print(parity.line(), highlight=False)
+    out.print(f"input: float32 images in [0, 1], N x {' x '.join(map(str, parity_shape(sidecar)))}, "
+              "normalisation inside the model; classes and details in " + str(sidecar), highlight=False)
+    print(target)
+
+
+def parity_shape(sidecar: Path) -> list[int]:
+    import json
+
+    return json.loads(sidecar.read_text())["input"]["shape"][1:]
+
+
 ANALYZE_HELP = """Look inside a trained run; writes figures and numbers into RUN_DIR/analysis/WHAT/.
 
 WHAT and its options (--name VALUE):

@@ -34,3 +34,19 @@ def load_run_model(run: Run, which: Literal["best", "last"] = "best") -> tuple[C
         raise UserError(f"{run.checkpoint_path(which)}: weights do not fit the model in config.yaml "
                         f"({str(e).splitlines()[0]})") from None
     return cfg, info, model, payload
+
+
+def load_torch_model(run: Run, which: Literal["best", "last"] = "best") -> tuple[Config, dict[str, Any], torch.nn.Module, dict]:
+    """Like load_run_model, but always the torch module config.yaml builds, on the CPU, in eval mode
+    (a NumPy-engine run's weights are put back into it): what export and the analyses work on."""
+    cfg = run.check().config
+    info = run.data_info
+    payload = run.checkpoint(which)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, tuple(info["input_shape"]), len(info["classes"]))
+    try:
+        model = engine_type(cfg).torch_model(cfg, model, payload["model"], torch.device("cpu"))
+    except RuntimeError as e:
+        raise UserError(f"{run.checkpoint_path(which)}: weights do not fit the model in config.yaml "
+                        f"({str(e).splitlines()[0]})") from None
+    return cfg, info, model, payload

@@ -19,6 +19,8 @@ runs/<name>-<timestamp>/
   lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
   tb/               TensorBoard event files, with train.tensorboard: true
   report.html       written by `cnnlab report` (report.md and report_files/ with --format md)
+  export/           what `cnnlab export` writes: model-<checkpoint>.onnx or model-<checkpoint>.torchscript.pt,
+                    and beside each its JSON (input, classes, parity): model-<checkpoint>.<format>.json
 
 Every file is written atomically (cnnlab/io.py).
 """
@@ -52,6 +54,8 @@ _PROBE_INTS = ("step", "epoch", "size")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix
 ANALYSIS, ANALYSIS_REPORT, TENSORBOARD = "analysis", "report.json", "tb"
 REPORT = {"html": "report.html", "md": "report.md"}  # `cnnlab report RUN_DIR` by --format
+EXPORT = "export"
+EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}  # `cnnlab export --format` -> file suffix
 
 
 def check_writable(folder: str | Path, key: str = "train.out_dir") -> Path:
@@ -316,6 +320,14 @@ class Run:
     def report_path(self, fmt: str) -> Path:
         """Where `cnnlab report` writes by default (html or md)."""
         return self.path / REPORT[fmt]
+
+    def export_file(self, which: str, fmt: str) -> Path:
+        """Where `cnnlab export` puts checkpoint `which` in format `fmt` (the caller writes it atomically)."""
+        return self.path / EXPORT / f"model-{which}{EXPORT_SUFFIX[fmt]}"
+
+    def export_info_file(self, which: str, fmt: str) -> Path:
+        """The JSON beside an exported model: its input, output, classes and parity check."""
+        return self.path / EXPORT / f"model-{which}.{fmt}.json"
 
     @property
     def curves_png(self) -> Path:
