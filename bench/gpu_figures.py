@@ -92,7 +92,7 @@ def part3(out: Path, dry: bool, data: Path | None, limit: float) -> dict:
         ratio = f"{r['ratio_to_airbench']:.2f}x (target <= 1.5x)" if r["ratio_to_airbench"] else "n/a"
         best = max(acc for _, _, acc in r["cnnlab"]["timeline"])
         reached = f"{t:.1f} s to {r['target_acc'] * 100:.2f}%" if t is not None else f"not reached (best {best * 100:.2f}%)"
-        r["row"] = f"| 3 | CIFAR-10: cifar10_fast vs airbench94 | cnnlab {reached}; airbench94 {ab_text} | {ratio} |"
+        r["row"] = f"| 3 | CIFAR-10: cifar10_fast vs airbench94 | cnnlab {reached}; airbench94: {ab_text} | {ratio} |"
     return r
 
 

@@ -47,6 +47,7 @@ CASES = {
     "cifar10_small_vgg.yaml": ("cifar", ["data.format=image_folder"]),
     "cifar10_vgg.yaml": ("cifar", ["data.format=image_folder"]),
     "cifar10_resnet.yaml": ("cifar", ["data.format=image_folder"]),
+    "cifar10_fast.yaml": ("cifar", []),  # the JPEG zip's layout already; airbench-like, for a GPU
     # The write-ups as written (their fast twins above): the same layouts, the write-ups' own split names.
     "faces_alexnet_as_written.yaml": ("faces_sample", ["schedule.every=2"]),  # 5 batches an epoch here
     "fashion_mnist_npy_resnet_as_written.yaml": ("kaggle", []),
