@@ -20,8 +20,8 @@ from cnnlab.evaluate import evaluate_run
 from cnnlab.rundir import Run
 
 
-def train(tmp_path, data, **sections) -> Run:
-    cfg = write_config(tmp_path / "cfg.yaml", {"format": "idx", "path": str(data), "val_fraction": 0.1,
+def train(tmp_path, path, **sections) -> Run:
+    cfg = write_config(tmp_path / "cfg.yaml", {"format": "idx", "path": str(path), "val_fraction": 0.1,
                                                **sections.pop("data", {})},
                        train={"epochs": 1, "batch_size": 64, "out_dir": str(tmp_path / "runs"),
                               **sections.pop("train", {})}, **sections)
