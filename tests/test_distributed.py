@@ -173,6 +173,8 @@ def test_numpy_engine_and_a_nested_nproc_are_refused_in_one_line(tmp_path, fashi
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(ConfigError, match="engine: 'scratch' trains in one process"):
         build_session(load_config(cfg, ["engine=scratch", "model.name=lenet"]))
+    with pytest.raises(ConfigError, match="train.probe: the landscape probe measures one process's network"):
+        build_session(load_config(cfg, ["train.probe=true"]))
     assert main(["train", str(cfg), "--nproc", "2"]) == 2
     assert capsys.readouterr().err.strip() == ("cnnlab: error: --nproc: this command already runs under torchrun; "
                                                "give the processes to torchrun only")
