@@ -34,6 +34,7 @@ from torchvision import transforms as T
 from cnnlab.data.loader import default_workers
 from cnnlab.io import write_json
 from cnnlab.resolve import load_config
+from cnnlab.rundir import Run
 from cnnlab.train.progress import Reporter
 from cnnlab.train.session import build_session
 
@@ -117,7 +118,7 @@ def main() -> None:
 
     # (b) a full training epoch of the preset, fed by (a).
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = session.trainer(Path(tmp), Reporter(cfg.train.epochs, len(loader), quiet=True), [])
+        trainer = session.trainer(Run(Path(tmp)), Reporter(cfg.train.epochs, len(loader), quiet=True), [])
         b = timed(lambda: trainer._train_epoch(1), device)  # the trainer's own epoch loop, no evaluation
 
         # (c) the usual way: a DataLoader over per-image PIL transforms, same images and statistics.
