@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from cnnlab.cli_tools import Overrides, data_app, model_app, out, scratch_app
 from cnnlab.errors import (
     DivergedError,
     Interrupted,
@@ -24,16 +24,10 @@ from cnnlab.errors import (
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train, evaluate and compare CNNs on image-classification data, from one YAML config.")
-data_app = typer.Typer(no_args_is_help=True, help="Fetch datasets and look at them the way cnnlab sees them.")
 app.add_typer(data_app, name="data")
-model_app = typer.Typer(no_args_is_help=True, help="Look at models: layers, shapes, parameters, FLOPs.")
 app.add_typer(model_app, name="model")
-scratch_app = typer.Typer(no_args_is_help=True, help="The NumPy engine: check its gradients.")
 app.add_typer(scratch_app, name="scratch")
 
-out = Console(soft_wrap=True)
-
-Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. optim.lr=0.01 train.epochs=3")]
 Nproc = Annotated[int | None, typer.Option(
     "--nproc", min=1, help="train in N processes on this machine (DDP, launched by torchrun's own launcher): "
     "one per GPU, or CPU processes sharing the cores; for several machines use torchrun (README)")]
@@ -310,104 +304,6 @@ def _print_study(opened: Any, snap: Any) -> None:
     if snap.orphans:
         print(f"({snap.orphans} finished runs belong to an earlier version of the study file and are not shown)")
     print(to_markdown(snap.table, title(opened.plan, snap)), end="")
-
-
-@data_app.command("inspect")
-def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")], overrides: Overrides = None) -> None:
-    """Show format, split sizes, classes and counts, image shape, value range and problems."""
-    from cnnlab.resolve import load_config
-
-    cfg = load_config(config, overrides or [])  # before torch is imported
-    from cnnlab.data.inspect import inspect_data
-
-    r = inspect_data(cfg)
-    out.print(f"[bold]format[/] {r['format']}   [bold]path[/] {r['path']}")
-    out.print("[bold]splits[/] " + ", ".join(f"{k} {v}" for k, v in r["sizes"].items()) + f"   (validation: {r['val_source']})")
-    out.print(f"[bold]images[/] {'x'.join(map(str, r['image_shape']))} (C x H x W), {r['dtype']}, "
-              f"values {r['value_range'][0]:g}..{r['value_range'][1]:g}; "
-              f"mean {_fmt(r['mean'])} std {_fmt(r['std'])} (scaled to 0..1)")
-    out.print(f"[bold]classes[/] {len(r['classes'])}")
-    table = Table("#", "class", "label", *r["counts"], box=None)
-    shown = list(range(len(r["classes"])))
-    if len(shown) > 40:
-        shown = shown[:20] + shown[-5:]
-    for i in shown:
-        table.add_row(str(i), r["classes"][i], str(r["label_values"][i]), *(str(c[i]) for c in r["counts"].values()))
-    out.print(table)
-    if len(r["classes"]) > 40:
-        out.print(f"  ... {len(r['classes']) - 25} more classes not shown")
-    for i, line in enumerate(r["count_lines"]):
-        out.print(("[bold]per class[/] " if i == 0 else "          ") + line, highlight=False)
-    for note in r["notes"]:
-        out.print(f"[bold]note[/] {note}")
-    if r["problems"]:
-        for p in r["problems"]:
-            out.print(f"[bold yellow]problem[/] {p}")
-    else:
-        out.print("[green]no problems found[/]")
-
-
-@model_app.command("summary")
-def model_summary(
-    config: Annotated[Path, typer.Argument(help="YAML config file")],
-    overrides: Overrides = None,
-    input_shape: Annotated[str | None, typer.Option("--input", help="CxHxW, e.g. 3x32x32 (default: read from the data)")] = None,
-    classes: Annotated[int | None, typer.Option("--classes", help="number of classes (default: read from the data)")] = None,
-) -> None:
-    """Layer table (output shape, parameters, FLOPs for one image) and totals of the config's model."""
-    from cnnlab.resolve import load_config
-
-    cfg = load_config(config, overrides or [])  # before torch is imported
-    from cnnlab.models.summary import parse_shape, summarize_config
-
-    s = summarize_config(cfg, parse_shape(input_shape) if input_shape else None, classes)
-    table = Table("layer", "type", "output", "params", "FLOPs", box=None)
-    for x in s.layers:
-        shape = "x".join(map(str, x.output_shape)) if x.output_shape else "-"
-        table.add_row(x.name, x.type, shape, f"{x.params:,}" if x.params else "", _si(x.flops) if x.flops else "")
-    out.print(f"[bold]model[/] {s.model}   [bold]input[/] {'x'.join(map(str, s.input_shape))}   [bold]classes[/] {s.num_classes}")
-    out.print(table)
-    out.print(f"[bold]parameters[/] {s.trainable_params:,} trainable / {s.params:,} total")
-    extra = f" ({_si(s.unattributed_flops)} outside the listed layers)" if s.unattributed_flops else ""
-    out.print(f"[bold]FLOPs[/] {_si(s.flops)} per image{extra} (torch FlopCounterMode: convolutions and "
-              "matrix products, a multiply-add = 2)")
-    for note in s.notes:
-        out.print(f"[bold]note[/] {note}")
-
-
-def _si(n: float) -> str:
-    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
-        if n >= size:
-            return f"{n / size:.2f}{unit}"
-    return str(int(n))
-
-
-@data_app.command("fetch")
-def data_fetch(
-    name: Annotated[str, typer.Argument(help="mnist, fashion-mnist, cifar10, cifar100 or tiny-imagenet")],
-    dir: Annotated[Path | None, typer.Option("--dir", help="where to put it (default: data/NAME)")] = None,
-) -> None:
-    """Download a standard dataset (or find a verified copy); the last line is data.format=... data.path=..."""
-    from cnnlab.data.fetch import fetch
-
-    r = fetch(name, dir)
-    print(f"cnnlab: {r.how}", file=sys.stderr)
-    print("put these in the data: section of your config, or pass them as overrides:", file=sys.stderr)
-    print(f"data.format={r.format} data.path={r.path}")
-
-
-@scratch_app.command("gradcheck")
-def scratch_gradcheck(seed: Annotated[int, typer.Option(help="seed of the random shapes and inputs")] = 0) -> None:
-    """Finite-difference check of every NumPy-engine layer and loss in float64; exit 1 above 1e-6."""
-    from cnnlab.scratch import gradcheck
-
-    code = gradcheck.main(["--seed", str(seed)])
-    if code:
-        raise typer.Exit(code)
-
-
-def _fmt(values: list[float]) -> str:
-    return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
 
 
 def _check_choice(flag: str, value: str | None, choices: tuple[str, ...]) -> None:
