@@ -157,3 +157,17 @@ def test_grid_search_over_lr_dropout_epochs_and_batch_size_runs_on_the_engine(tm
         assert 0.0 <= float(r["val_acc"]) <= 1.0
     assert max(float(r["val_acc"]) for r in rows) > 0.6  # 300 images: far above chance, a real NumPy training
     assert "mean" in (folder / "table.md").read_text()
+
+
+def test_a_numpy_engine_run_leaves_torchs_thread_count_as_it_found_it(mnist_small, tmp_path):
+    """The engine runs torch on one thread while it trains (torch only prepares batches); the
+    torch runs after it in the same process (a study's in-process worker) keep their threads."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        cfg = load_config(lenet_config(tmp_path, mnist_small, train={"epochs": 1, "batch_size": 64}),
+                          ["engine=scratch", f"train.out_dir={tmp_path / 'runs'}"])
+        runner.train(cfg, quiet=True)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

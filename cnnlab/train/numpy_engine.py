@@ -86,8 +86,7 @@ class NumpyEngine:
 
     @staticmethod
     def torch_threads(cfg: Config) -> int | None:
-        # torch only prepares batches here; idle torch threads would spin and steal NumPy's cores.
-        return 1
+        return None  # running() limits torch while the engine trains, and only then
 
     @staticmethod
     def inference_model(cfg: Config, model: nn.Module, weights: dict[str, Any], device: torch.device) -> ScratchModel:
@@ -154,8 +153,18 @@ class NumpyEngine:
     def param_count(self) -> int:
         return self.model.num_parameters()
 
-    def running(self) -> contextlib.AbstractContextManager:
-        return scratch.blas_threads(self.threads)
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        # torch only prepares batches here; idle torch threads would spin and steal NumPy's cores.
+        # Set for the loop and put back after it: set once for the process, it stayed at 1 for
+        # every torch run after this one (a study's in-process worker, a test session).
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            with scratch.blas_threads(self.threads):
+                yield
+        finally:
+            torch.set_num_threads(before)
 
     @contextlib.contextmanager
     def probing(self) -> Iterator[NumpyProbe]:
