@@ -28,7 +28,7 @@ STUDY_PARAMS = {
     "cifar10_small_vgg_as_written.yaml": ((3, 32, 32), 10, {
         "base": 285_162, "width=smaller": 18_210, "width=larger": 4_538_250, "batch_norm=bn": 285_770}),
     "mnist_lenet_as_written.yaml": ((1, 28, 28), 10, {
-        "optim.lr=0.001, model.dropout=0.2, train.epochs=2, train.batch_size=1": 5_154}),
+        "optim.lr=0.001, model.dropout=0.2, train.batch_size=1, train.epochs=2": 5_154}),
     "tiny_imagenet_cnn_as_written.yaml": ((3, 64, 64), 200, {
         "base": 4_837_960, "depth=10": 19_444_552, "depth=12": 77_755_720}),
     "tiny_imagenet_resnet_as_written.yaml": ((3, 64, 64), 200, {
@@ -55,7 +55,8 @@ def test_as_written_studies_hold_the_write_ups_levels():
                 if (cfg := cifar.run_config(v.overrides, 0, None, "x")).optim.name == "adam")
     assert sorted(set(l2)) == [0.0, 5e-6, 5e-5, 5e-4, 5e-3, 1e-2, 5e-2]
     grid = build_plan(load_study(STUDIES / "mnist_lenet_as_written.yaml"))
-    assert len(grid.units) == 4 * 4 * 2 * 5  # lr x dropout x epochs x batch size, one seed
+    assert len(grid.units) == 4 * 4 * 5 * 2  # lr x dropout x batch size x epochs, one seed
+    assert [a.name for a in grid.study.axes[:3]] == ["optim.lr", "model.dropout", "train.batch_size"]  # scatter3d's
     tiny = build_plan(load_study(STUDIES / "tiny_imagenet_resnet_as_written.yaml"))
     pairs = {(c.model.block_dropout, c.model.dropout) for v in tiny.variants
              if (c := tiny.run_config(v.overrides, 0, None, "x")).model.blocks == [1, 2, 2] and c.model.norm == "batch"
