@@ -343,7 +343,7 @@ def grid_scatter3d(plan: Plan, rows: list[dict[str, Any]], folder: Path, top: in
         sizes[order[:top]] = 160.0
         sc = ax.scatter(xyz[:, 0], xyz[:, 1], xyz[:, 2], c=vals, s=sizes,
                         cmap="viridis_r" if lower_is_better(metric) else "viridis", depthshade=False)
-        fig.colorbar(sc, ax=ax, shrink=0.6, label=metric_label(metric))
+        fig.colorbar(sc, ax=ax, shrink=0.6, pad=0.12, label=metric_label(metric))
         for rank, i in enumerate(order[:top], 1):
             ax.text(*xyz[i], f" #{rank} {vals[i]:.2f}", fontsize=8)
     for i, (setter, ticks) in enumerate(((ax.set_xticks, ax.set_xlabel), (ax.set_yticks, ax.set_ylabel),
