@@ -180,8 +180,16 @@ OPEN_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelConfig, "optim": Opti
 # ----------------------------------------------------------------------------- reading and overrides
 
 
+# Extensions of dataset files (never of a config), for the hint when one is passed as the config.
+DATA_SUFFIXES = frozenset({".zip", ".npy", ".npz", ".mat", ".csv", ".gz", ".tar", ".pkl", ".png", ".jpg", ".jpeg"})
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """Parse a YAML mapping, turning every failure into one clear line."""
+    if path.is_dir() or path.suffix.lower() in DATA_SUFFIXES:
+        # A common first try is `cnnlab data inspect my_dataset/`: say what goes where.
+        raise ConfigError(f"{path}: this is data, not a config; pass a YAML config and point it at the data, "
+                          f"e.g. configs/fashion_mnist_cnn.yaml data.path={path} data.format=FORMAT (a wrong FORMAT lists them)")
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:

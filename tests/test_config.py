@@ -90,6 +90,16 @@ def test_missing_file_and_non_mapping(tmp_path):
         load_config(path)
 
 
+def test_a_dataset_passed_where_the_config_goes_gets_told_what_goes_where(tmp_path, mnist_dir):
+    # The real MNIST archive of the shared datasets and a folder: both are data, not configs.
+    mnist = mnist_dir / "train-images-idx3-ubyte.gz"
+    for data in (tmp_path, mnist):
+        with pytest.raises(ConfigError) as e:
+            load_config(data)
+        assert str(e.value).startswith(f"{data}: this is data, not a config")
+        assert f"data.path={data} data.format=FORMAT" in str(e.value)
+
+
 def test_missing_required_section(tmp_path):
     path = tmp_path / "nodata.yaml"
     path.write_text("model: {name: cnn}\n")
