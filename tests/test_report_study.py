@@ -77,6 +77,26 @@ def test_a_search_shows_optunas_history_and_importances(mnist_small, tmp_path):
     assert len(page.tables["study-table"]) == 1 + 3
 
 
+def test_a_large_study_embeds_the_best_ranked_curves_and_names_the_rest(report_study, tmp_path, monkeypatch):
+    # A 160-cell grid embedded 160 curve figures (14.5 MB); the caps keep the best-ranked ones. Here the
+    # caps are lowered to 1 so the fixture's 2 variants x 2 seeds cross them.
+    from cnnlab.report import study as study_report
+
+    monkeypatch.setattr(study_report, "MAX_VARIANT_PANELS", 1)
+    monkeypatch.setattr(study_report, "MAX_RUN_FIGURES", 1)
+    copy = shutil.copytree(report_study, tmp_path / "large", ignore=shutil.ignore_patterns("report.html"))
+    page = parse(report_of(copy))
+    study_pngs = [p for p in copy.glob("*.png") if p.stem != "table"]
+    assert len(page.images) == len(study_pngs) + 1 + 1
+    best = page.tables["study-table"][1][1]
+    assert any("for the 1 best-ranked of the 2 variants" in c for c in page.captions)
+    results = list(csv.DictReader((copy / "results.csv").open()))
+    assert results[0]["variant"] == best  # ranked: the embedded run is the best variant's first
+    for r in results[1:]:
+        assert f"Curves: {r['run']}/curves.png (not embedded)." in page.text
+    assert f"{results[0]['run']}/curves.png (not embedded)" not in page.text
+
+
 def test_a_study_whose_file_is_gone_still_gets_its_tables_and_runs(report_study, tmp_path):
     copy = shutil.copytree(report_study, tmp_path / "moved")
     meta = json.loads((copy / "study.json").read_text())

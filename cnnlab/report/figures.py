@@ -5,6 +5,7 @@ analyses' are inlined as they are): the learning rate per epoch, several runs' c
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ def variant_panels(series: dict[str, list[list[tuple[int, float]]]], ylabel: str
                 per_epoch.setdefault(e, []).append(v)
         epochs = sorted(per_epoch)
         ax.plot(epochs, [np.mean(per_epoch[e]) for e in epochs], "o-", color="tab:blue", linewidth=2, markersize=3)
-        ax.set_title(label if len(label) <= 38 else label[:36] + "…", fontsize=8.5)
+        ax.set_title(_two_lines(label), fontsize=8)
         ax.grid(alpha=0.3)
         ax.tick_params(labelsize=7.5)
         ax.xaxis.get_major_locator().set_params(integer=True)
@@ -114,3 +115,11 @@ def variant_panels(series: dict[str, list[list[tuple[int, float]]]], ylabel: str
     fig.supxlabel("epoch", fontsize=9)
     fig.supylabel(ylabel, fontsize=9)
     return figure_png(fig)
+
+
+def _two_lines(label: str, width: int = 42) -> str:
+    """A panel title: a grid cell's label ("optim.lr=0.1, model.dropout=0.2, ...") wrapped, not cut at 36 characters."""
+    lines = textwrap.wrap(label, width) or [""]
+    if len(lines) > 2:
+        lines = [lines[0], lines[1][: width - 1] + "…"]
+    return "\n".join(lines)

@@ -45,6 +45,10 @@ from cnnlab.study.table import (
     value_of,
 )
 
+# A 160-cell grid embedded every run's curves (14.5 MB, 40 rows of panels): past these caps the
+# report shows the best-ranked ones and names where the others are, so it stays a file one can mail.
+MAX_VARIANT_PANELS = 24
+MAX_RUN_FIGURES = 24
 BOLD = ("\x00", "\x01")  # body_cells' bold markers, turned into <strong>
 ORDER = ("curves", "bar-", "heatmap", "scatter3d", "history", "importance")
 CAPTIONS = {
@@ -186,10 +190,14 @@ def variant_curves(doc: Doc, r: Reopened) -> None:
     for row in r.snap.rows:
         pts = [(h["epoch"], value_of(h, series) * k) for h in row.get("history") or [] if value_of(h, series) is not None]
         by_variant.setdefault(row["variant"], []).append(pts)
-    png = figures.variant_panels(by_variant, metric_label(series))
+    ranked = {label: runs for label, runs in by_variant.items() if any(runs)}
+    shown = dict(list(ranked.items())[:MAX_VARIANT_PANELS])
+    png = figures.variant_panels(shown, metric_label(series))
     if png is not None:
         doc.section("Per-variant curves", "variant-curves")
-        doc.add(Figure(png, "variants.png", f"{metric_label(series)} per epoch for every variant, ranked as in the "
+        which = ("every variant" if len(shown) == len(ranked)
+                 else f"the {len(shown)} best-ranked of the {len(ranked)} variants (the others: their runs below)")
+        doc.add(Figure(png, "variants.png", f"{metric_label(series)} per epoch for {which}, ranked as in the "
                                             "table: a thin line per run (seed/fold), the bold line their mean."))
 
 
@@ -233,16 +241,20 @@ def runs(doc: Doc, r: Reopened) -> None:
     if not entries:
         return
     doc.section("Runs", "runs")
-    for name, path, row in entries:
+    if len(entries) > MAX_RUN_FIGURES:
+        doc.add(Text([f"{len(entries)} runs, best-ranked first; the curves of the first {MAX_RUN_FIGURES} are shown, "
+                      "the others' are named (their curves.png in the study folder)."]))
+    for i, (name, path, row) in enumerate(entries):
         doc.section(name, run_anchor(name), level=3)
         if row.get("variant"):
             doc.add(Text(["Variant ", Link(row["variant"], f"#{variant_anchor(row['variant'])}"),
                           f", seed {row.get('seed')}" + (f", fold {row['fold']}" if row.get("fold") is not None else "")]))
-        run_section(doc, path, row)
+        run_section(doc, path, row, curves=i < MAX_RUN_FIGURES, study=r.folder)
 
 
-def run_section(doc: Doc, path: Path | None, row: dict[str, Any]) -> None:
-    """A study run's own numbers (from its summary.json) and curves."""
+def run_section(doc: Doc, path: Path | None, row: dict[str, Any], curves: bool = True,
+                study: Path | None = None) -> None:
+    """A study run's own numbers (from its summary.json) and curves (embedded, or named when `curves` is off)."""
     summary = Run(path).summary_or_none() if path is not None and path.is_dir() else None
     if summary is None:
         reason = row.get("reason") or "no run directory (it failed before training)"
@@ -255,6 +267,12 @@ def run_section(doc: Doc, path: Path | None, row: dict[str, Any]) -> None:
                   align="lrrrrr"))
     if s.get("status") not in ("completed", "early_stopped") and s.get("reason"):
         doc.add(Notice(str(s["reason"]), "bad" if s.get("status") in ("failed", "diverged") else "warn"))
+    if not curves:
+        where = Run(path).curves_png
+        if where.is_file():
+            shown = where.relative_to(study) if study is not None and where.is_relative_to(study) else where
+            doc.add(Text(["Curves: ", Mono(str(shown)), " (not embedded)."]))
+        return
     png = read_png(Run(path).curves_png)
     if png is not None:
         doc.add(Figure(png, f"{path.name}.png", f"{path.name}: training loss per step, accuracy per epoch (its curves.png)."))
