@@ -11,14 +11,8 @@ import pytest
 from scipy import stats as sps
 
 from cnnlab.study.stats import compare, holm, summarize
-from cnnlab.study.table import (
-    VariantInfo,
-    build_table,
-    to_csv_full,
-    to_latex_full,
-    to_markdown,
-    to_markdown_full,
-)
+from cnnlab.study.table import VariantInfo, build_table, to_markdown
+from cnnlab.study.table_full import to_csv_full, to_latex_full, to_markdown_full
 
 
 def test_summary_mean_std_and_t_interval_by_hand():

@@ -30,12 +30,10 @@ from cnnlab.study.table import (
     shown_metric,
     source_metric,
     to_csv,
-    to_csv_full,
     to_latex,
-    to_latex_full,
     to_markdown,
-    to_markdown_full,
 )
+from cnnlab.study.table_full import to_csv_full, to_latex_full, to_markdown_full
 
 FAILED = ("failed", "diverged")
 # The study folder's own files (its run directories' files are rundir.py's).

@@ -5,7 +5,7 @@ diverged or were pruned counted beside the numbers, never dropped silently.
 Rows are ranked by the study metric, best first. Two renderings of the same Table:
 the compact one (to_markdown, to_csv, to_latex: the study metric with its CI, difference, p,
 n, best epoch and failures, one mean +- std column per other metric) and the full one
-(to_markdown_full, ...: every statistic of every metric). With metric_style "error" the
+(table_full.py: every statistic of every metric). With metric_style "error" the
 table's metrics are error names (val_error = 1 - val_acc, val_top5_error = 1 - val_top5):
 `value_of` reads them from a results row or a history entry.
 """
@@ -211,7 +211,7 @@ def fmt_p(p: float | None) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _mean_std(metric: str, s: Summary) -> str:
+def mean_std_text(metric: str, s: Summary) -> str:
     if s.mean is None:
         return "n/a"
     if s.std is None:
@@ -219,13 +219,13 @@ def _mean_std(metric: str, s: Summary) -> str:
     return f"{fmt_num(metric, s.mean)} ± {fmt_num(metric, s.std)}"
 
 
-def _ci(metric: str, s: Summary) -> str:
+def ci_text(metric: str, s: Summary) -> str:
     if s.ci_low is None:
         return "n/a"
     return f"[{fmt_num(metric, s.ci_low)}, {fmt_num(metric, s.ci_high)}]"
 
 
-def _diff(table: Table, row: TableRow, metric: str) -> tuple[str, str]:
+def diff_texts(table: Table, row: TableRow, metric: str) -> tuple[str, str]:
     """(difference, p-value) cells; '*' marks p < 0.05 after Holm's correction."""
     if row.info.label == table.reference:
         return "(reference)", ""
@@ -237,89 +237,15 @@ def _diff(table: Table, row: TableRow, metric: str) -> tuple[str, str]:
     return fmt_num(metric, c.diff, signed=True), f"{fmt_p(c.p)}{star}{test}"
 
 
-def header_cells_full(table: Table) -> list[str]:
-    ref = "base" if table.reference_rule == "base" else "best"
-    cells = ["variant", *table.columns, "n", "not counted"]
-    for m in table.metrics:
-        unit = " (%)" if scale(m)[0] == 100 else ""
-        cells += [f"{m}{unit} mean ± std", "95% CI", f"Δ vs {ref}", "p"]
-    return cells
-
-
-def body_cells_full(table: Table, row: TableRow, bold: tuple[str, str] = ("**", "**")) -> list[str]:
-    cells = [row.info.label, *(row.info.columns.get(c, "") for c in table.columns), str(row.n), row.not_counted()]
-    for m in table.metrics:
-        cell = row.cells[m]
-        text = _mean_std(m, cell.summary)
-        if cell.best:
-            text = f"{bold[0]}{text}{bold[1]}"
-        cells += [text, _ci(m, cell.summary), *_diff(table, row, m)]
-    return cells
-
-
-def legend_full(table: Table) -> str:
-    if table.reference is None:
-        ref = "the reference (none yet: no completed runs)"
-    elif table.reference_rule == "base":
-        ref = "the base" + (f" ({table.reference})" if table.reference != "base" else "")
-    else:
-        ref = f"the best variant ({table.reference})"
-    return (f"n: completed runs in the statistics. Mean ± sample std over seeds/folds; 95% CI of the mean "
-            f"(t distribution). Δ: difference of means from {ref}; p: paired t-test when both variants ran "
-            "the same seeds/folds, else Welch's t-test; * p < 0.05 after Holm's correction for the number "
-            "of variants. Bold: best mean per column. n/a: fewer than 2 runs (no spread, no test).")
-
-
-def to_markdown_full(table: Table, title: str) -> str:
-    """Every statistic of every metric, one row per variant."""
-    head = header_cells_full(table)
-    return _markdown(title, head, "|" + "---|" * len(head), [body_cells_full(table, r) for r in table.rows],
-                     legend_full(table))
-
-
-def to_csv_full(table: Table) -> str:
-    """Machine-readable: raw numbers (fractions, not percent), one column per statistic."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    head = ["rank", "variant", *table.columns, "n", "failed", "diverged", "pruned", "reference"]
-    for m in table.metrics:
-        head += [f"{m}_{s}" for s in ("mean", "std", "ci_low", "ci_high", "diff", "p", "p_holm", "test", "best")]
-    w.writerow(head)
-    for row in table.rows:
-        out: list[Any] = [row.rank or "", row.info.label, *(row.info.columns.get(c, "") for c in table.columns), row.n,
-                          row.counts.get("failed", 0), row.counts.get("diverged", 0), row.counts.get("pruned", 0),
-                          row.info.label == table.reference]
-        for m in table.metrics:
-            c = row.cells[m]
-            cmp = c.comparison or Comparison(None, None, None)
-            out += [_raw(c.summary.mean), _raw(c.summary.std), _raw(c.summary.ci_low), _raw(c.summary.ci_high),
-                    _raw(cmp.diff), _raw(cmp.p), _raw(c.p_holm), cmp.test or "", c.best]
-        w.writerow(out)
-    return buf.getvalue()
-
-
-def _raw(v: float | None) -> str:
-    return "" if v is None else repr(float(v))
-
-
-def _tex_escape(s: str) -> str:
+def tex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
                  ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\^{}")):
         s = s.replace(a, b)
     return s
 
 
-def to_latex_full(table: Table, title: str) -> str:
-    """The full table as booktabs (\\usepackage{booktabs})."""
-    head = [_tex_escape(h).replace("±", r"$\pm$").replace("Δ", r"$\Delta$") for h in header_cells_full(table)]
-    lines = [f"% {title}", r"\begin{tabular}{" + "l" * (2 + len(table.columns)) + "r" * (len(head) - 2 - len(table.columns)) + "}",
-             r"\toprule", " & ".join(head) + r" \\", r"\midrule"]
-    for row in table.rows:
-        cells = body_cells_full(table, row, bold=("\x00", "\x01"))
-        tex = [_tex_escape(c).replace("±", r"$\pm$").replace("\x00", r"\textbf{").replace("\x01", "}") for c in cells]
-        lines.append(" & ".join(tex) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}", "% " + legend_full(table)]
-    return "\n".join(lines) + "\n"
+def raw_number(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
 
 
 # ----------------------------------------------------------------------------- the compact table
@@ -362,12 +288,12 @@ def header_cells(table: Table) -> list[str]:
 def body_cells(table: Table, row: TableRow, bold: tuple[str, str] = ("**", "**")) -> list[str]:
     """One compact row: metrics as mean ± std (the best mean per column in bold)."""
     def shown(m: str) -> str:
-        text = _mean_std(m, row.cells[m].summary)
+        text = mean_std_text(m, row.cells[m].summary)
         return f"{bold[0]}{text}{bold[1]}" if row.cells[m].best else text
 
     m = table.metric
-    diff = _diff(table, row, m)[0]
-    return [str(row.rank) if row.rank else "-", _variant(table, row), shown(m), _ci(m, row.cells[m].summary), diff,
+    diff = diff_texts(table, row, m)[0]
+    return [str(row.rank) if row.rank else "-", _variant(table, row), shown(m), ci_text(m, row.cells[m].summary), diff,
             _p_holm(table, row), str(row.n), _epoch(row.best_epoch), _failures(row),
             *(shown(o) for o in table.metrics[1:])]
 
@@ -394,10 +320,10 @@ def to_markdown(table: Table, title: str) -> str:
     """The compact table (what the terminal prints and table.md holds)."""
     head = header_cells(table)
     rule = "|" + "".join("---|" if i == 1 else "--:|" for i in range(len(head)))  # numbers right-aligned
-    return _markdown(title, head, rule, [body_cells(table, r) for r in table.rows], legend(table))
+    return markdown_table(title, head, rule, [body_cells(table, r) for r in table.rows], legend(table))
 
 
-def _markdown(title: str, head: list[str], rule: str, rows: list[list[str]], legend_text: str) -> str:
+def markdown_table(title: str, head: list[str], rule: str, rows: list[list[str]], legend_text: str) -> str:
     lines = [f"# {title}", "", "| " + " | ".join(head) + " |", rule]
     lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |" for cells in rows]
     return "\n".join(lines) + "\n\n" + legend_text + "\n"
@@ -419,10 +345,10 @@ def to_csv(table: Table) -> str:
         out: list[Any] = [row.rank or "", row.info.label, *(row.info.columns.get(k, "") for k in table.columns),
                           row.info.is_base, row.info.label == table.reference, row.n,
                           row.counts.get("failed", 0) + row.counts.get("diverged", 0), row.counts.get("pruned", 0),
-                          _raw(c.summary.mean), _raw(c.summary.std), _raw(c.summary.ci_low), _raw(c.summary.ci_high),
-                          _raw(cmp.diff), _raw(cmp.p), _raw(c.p_holm), cmp.test or "", _raw(row.best_epoch)]
+                          raw_number(c.summary.mean), raw_number(c.summary.std), raw_number(c.summary.ci_low), raw_number(c.summary.ci_high),
+                          raw_number(cmp.diff), raw_number(cmp.p), raw_number(c.p_holm), cmp.test or "", raw_number(row.best_epoch)]
         for o in table.metrics[1:]:
-            out += [_raw(row.cells[o].summary.mean), _raw(row.cells[o].summary.std)]
+            out += [raw_number(row.cells[o].summary.mean), raw_number(row.cells[o].summary.std)]
         w.writerow(out)
     return buf.getvalue()
 
@@ -430,7 +356,7 @@ def to_csv(table: Table) -> str:
 def to_latex(table: Table, title: str) -> str:
     """The compact table as booktabs (\\usepackage{booktabs}) ready to paste into a report."""
     def tex(text: str) -> str:
-        return (_tex_escape(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+        return (tex_escape(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
                 .replace("\x00", r"\textbf{").replace("\x01", "}"))
 
     head = [tex(h) for h in header_cells(table)]
