@@ -249,6 +249,10 @@ def apply_override(raw: dict[str, Any], item: str) -> str:
     if not key or any(not p for p in parts):
         raise ConfigError(f"override '{item}': '{key}' is not a dotted config key")
     if parts[0] not in SECTIONS:
+        # `epochs=3` or `out_dir=x`: a section's key written without its section.
+        home = [f"{section}.{key}" for section in SECTIONS if parts[0] in fields_at((section,))]
+        if home:
+            raise ConfigError(f"override '{key}': '{parts[0]}' is not a section; did you mean '{home[0]}'?")
         raise ConfigError(f"override '{key}': unknown section '{parts[0]}'{suggest(parts[0], SECTIONS)}")
     node = raw
     for p in parts[:-1]:

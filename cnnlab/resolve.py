@@ -75,6 +75,10 @@ def resolve(raw: dict[str, Any]) -> Config:
         first = e.errors()[0]
         loc = first["loc"]
         section, known, rest = ("", SECTIONS, loc) if len(loc) <= 1 else (str(loc[0]), fields_at(loc[:-1]), loc[1:])
+        home = [s for s in SECTIONS if len(loc) == 1 and str(loc[0]) in fields_at((s,))]
+        if first["type"] == "extra_forbidden" and home:  # `epochs: 3` at the top: a section's key
+            raise ConfigError(f"{loc[0]}: unknown top-level key; it belongs under {home[0]}: "
+                              f"(did you mean '{home[0]}.{loc[0]}'?)") from None
         detail = {**first, "loc": tuple(rest)}
         if first["type"] not in _PYDANTIC_TYPES:  # a validator's own error (PydanticCustomError): keep its words
             detail["type"] = PydanticCustomError(first["type"], first["msg"])

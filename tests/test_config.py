@@ -60,7 +60,9 @@ def test_dotted_overrides_are_typed(base):
     ("schedule.name=step", None),
     ("augment=[hflp]", "augment[0]: unknown augmentation 'hflp' (did you mean 'hflip'?)"),
     ("augment=[{color_jitter: {hue: 0.9}}]", "augment[0].hue: Input should be less than or equal to 0.5"),
-    ("lr=0.1", "unknown section 'lr'"),
+    ("lr=0.1", "override 'lr': 'lr' is not a section; did you mean 'optim.lr'?"),
+    ("out_dir=x", "'out_dir' is not a section; did you mean 'train.out_dir'?"),
+    ("colour=1", "unknown section 'colour'"),
     ("optim.lr", "expected KEY=VALUE"),
 ])
 def test_bad_values_are_one_line_naming_the_key(base, override, message):
@@ -98,6 +100,16 @@ def test_a_dataset_passed_where_the_config_goes_gets_told_what_goes_where(tmp_pa
             load_config(data)
         assert str(e.value).startswith(f"{data}: this is data, not a config")
         assert f"data.path={data} data.format=FORMAT" in str(e.value)
+
+
+def test_a_sections_key_written_at_the_top_of_the_file_is_told_its_section(base):
+    raw = yaml.safe_load(base.read_text())
+    for key, value, section in (("epochs", 3, "train"), ("lr", 0.1, "optim"), ("limit_train", 50, "data")):
+        base.write_text(yaml.safe_dump({**raw, key: value}))
+        with pytest.raises(ConfigError) as e:
+            load_config(base)
+        assert str(e.value) == (f"{base}: {key}: unknown top-level key; it belongs under {section}: "
+                                f"(did you mean '{section}.{key}'?)")
 
 
 def test_missing_required_section(tmp_path):
