@@ -298,14 +298,18 @@ def body_cells(table: Table, row: TableRow, bold: tuple[str, str] = ("**", "**")
             *(shown(o) for o in table.metrics[1:])]
 
 
+def reference_phrase(table: Table) -> str:
+    """What the differences in both tables' legends are taken from."""
+    if table.reference is None:
+        return "the reference (none yet: no completed runs)"
+    if table.reference_rule == "base":
+        return "the base" + (f" ({table.reference})" if table.reference != "base" else "")
+    return f"the best variant ({table.reference})"
+
+
 def legend(table: Table) -> str:
     m = metric_label(table.metric)
-    if table.reference is None:
-        ref = "the reference (none yet: no completed runs)"
-    elif table.reference_rule == "base":
-        ref = "the base" + (f" ({table.reference})" if table.reference != "base" else "")
-    else:
-        ref = f"the best variant ({table.reference})"
+    ref = reference_phrase(table)
     errors = [o for o in table.metrics if o != source_metric(o)]
     error_note = f" Errors are 1 - accuracy ({', '.join(errors)})." if errors else ""
     return (f"Ranked by {m}, {'higher' if table.maximize else 'lower'} is better. Metrics: mean ± sample std "

@@ -16,6 +16,7 @@ from cnnlab.study.table import (
     markdown_table,
     mean_std_text,
     raw_number,
+    reference_phrase,
     scale,
     tex_escape,
 )
@@ -42,12 +43,7 @@ def body_cells_full(table: Table, row: TableRow, bold: tuple[str, str] = ("**", 
 
 
 def legend_full(table: Table) -> str:
-    if table.reference is None:
-        ref = "the reference (none yet: no completed runs)"
-    elif table.reference_rule == "base":
-        ref = "the base" + (f" ({table.reference})" if table.reference != "base" else "")
-    else:
-        ref = f"the best variant ({table.reference})"
+    ref = reference_phrase(table)
     return (f"n: completed runs in the statistics. Mean ± sample std over seeds/folds; 95% CI of the mean "
             f"(t distribution). Δ: difference of means from {ref}; p: paired t-test when both variants ran "
             "the same seeds/folds, else Welch's t-test; * p < 0.05 after Holm's correction for the number "
