@@ -115,6 +115,38 @@ def test_a_taken_back_trial_cannot_record_a_late_result(study_path):
     assert not is_done(store.storage.get_trial(store.tid(t.number)))
 
 
+def test_ctrl_c_between_the_claim_and_the_run_hands_the_trial_back(study_path, monkeypatch):
+    """Ctrl-C once landed after a worker had claimed a trial but before it started the run: the trial
+    stayed RUNNING (a flaky crash test). The store now knows what this process holds."""
+    w = worker(study_path)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # what SIGINT raises at that point
+
+    monkeypatch.setattr(w, "_grid_claim", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        w.run()
+    trials = w.store.trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t.user_attrs["lost"] for t in trials if "lost" in t.user_attrs] == ["interrupted by the user (Ctrl-C)"]
+    assert w.store.holding is None
+
+
+def test_a_sigint_during_a_claim_is_raised_after_it(study_path):
+    """The claim itself runs with Ctrl-C held back: won and noted as held, then interrupted."""
+    import signal
+
+    from cnnlab.study.store import interrupts_deferred
+
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached = True  # the signal did not cut the block short
+    assert reached
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_search_trials_stop_at_the_budget(tmp_path, mnist_small):
     write_config(tmp_path / "base.yaml", {"format": "idx", "path": str(mnist_small)}, model={"name": "cnn", "channels": [4]})
     path = tmp_path / "s.yaml"

@@ -14,9 +14,13 @@ several machines.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import signal
+import threading
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,25 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 JOURNAL = "optuna-journal.log"
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C held back until the block ends, then raised: a claim is won and noted as held, or not
+    won, so the worker always knows what to hand back. Only the main thread receives signals."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    if previous is None:  # installed outside Python: put back Python's own
+        previous = signal.default_int_handler
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 def key_of(t: FrozenTrial) -> str:
@@ -122,6 +145,9 @@ class Store:
                  sampler: optuna.samplers.BaseSampler | None = None, pruner: optuna.pruners.BasePruner | None = None):
         self.storage = storage
         self.name = name
+        # The trial this process has claimed and not yet finished: what Ctrl-C hands back, wherever
+        # in the worker it lands (also between the claim and the run).
+        self.holding: int | None = None
         if create:
             study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True,
                                         sampler=sampler, pruner=pruner)
@@ -187,7 +213,11 @@ class Store:
         for t in sorted((t for t in trials if t.state == TrialState.WAITING), key=lambda t: t.number):
             trial_id = self.tid(t.number)
             try:
-                if self.storage.set_trial_state_values(trial_id, TrialState.RUNNING):
+                with interrupts_deferred():  # won and recorded as held, or not won: never in between
+                    won = self.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+                    if won:
+                        self.holding = t.number
+                if won:
                     self.storage.set_trial_user_attr(trial_id, "lease", lease.new_lease())
                     return self.storage.get_trial(trial_id)
             except UpdateFinishedTrialError:
@@ -196,7 +226,9 @@ class Store:
 
     def claim_new(self) -> optuna.Trial:
         """A fresh (or re-queued) search trial from Optuna's sampler, leased to this process."""
-        trial = self.study.ask()
+        with interrupts_deferred():
+            trial = self.study.ask()
+            self.holding = trial.number
         self.storage.set_trial_user_attr(self.tid(trial.number), "lease", lease.new_lease())
         return trial
 
@@ -219,6 +251,7 @@ class Store:
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
     def drop_duplicate(self, number: int, owner: int) -> None:
+        self._let_go(number)
         trial_id = self.tid(number)
         try:
             self.storage.set_trial_user_attr(trial_id, "duplicate", owner)
@@ -238,7 +271,13 @@ class Store:
             self.tell(number, result)
         except UpdateFinishedTrialError:
             return False
+        finally:
+            self._let_go(number)
         return True
+
+    def _let_go(self, number: int) -> None:
+        if self.holding == number:
+            self.holding = None
 
     def tell(self, number: int, result: dict[str, Any]) -> None:
         """Finish trial `number` in Optuna; UpdateFinishedTrialError when it already is."""
@@ -255,6 +294,7 @@ class Store:
 
     def release(self, number: int, reason: str) -> None:
         """Give a trial back (Ctrl-C): fail it as lost so the next run of the study redoes it."""
+        self._let_go(number)
         trial_id = self.tid(number)
         try:
             self.storage.set_trial_user_attr(trial_id, "lost", reason)

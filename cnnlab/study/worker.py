@@ -52,20 +52,21 @@ class Worker:
     def run(self) -> int:
         """Work until the study is complete; returns the number of trials this worker ran."""
         ran = 0
-        while True:
-            claim = self._next()
-            if claim is None:
-                if self.store.live_elsewhere(self.store.trials()):
-                    time.sleep(POLL_S)  # another worker may die and leave its trial to us
-                    continue
-                return ran
-            try:
+        try:
+            while True:
+                claim = self._next()
+                if claim is None:
+                    if self.store.live_elsewhere(self.store.trials()):
+                        time.sleep(POLL_S)  # another worker may die and leave its trial to us
+                        continue
+                    return ran
                 self._run_claim(claim)
-            except KeyboardInterrupt:
-                self.store.release(claim.number, "interrupted by the user (Ctrl-C)")
-                raise
-            ran += 1
-            self.on_result()
+                ran += 1
+                self.on_result()
+        except KeyboardInterrupt:
+            if self.store.holding is not None:  # claimed, running, or between the two
+                self.store.release(self.store.holding, "interrupted by the user (Ctrl-C)")
+            raise
 
     def prepare(self) -> None:
         """Tidy the queue: finish abandoned trials, enqueue every key without a result."""
