@@ -45,8 +45,8 @@ def measure(name: str, every: int, saves: int = 5, steps: int = 3) -> dict:
     from cnnlab.models import build_model
     from cnnlab.resolve import load_config
     from cnnlab.rundir import Run
-    from cnnlab.train.losses import LOSSES
-    from cnnlab.train.torch_engine import TorchEngine
+    from cnnlab.training.losses import LOSSES
+    from cnnlab.training.torch_engine import TorchEngine
 
     shape, classes = PRESETS[name]
     cfg = load_config(ROOT / "configs" / f"{name}.yaml", ["device=cpu"])

@@ -129,7 +129,7 @@ def run_airbench(folder: Path) -> dict:
 def run_cnnlab(zip_path: Path, out: Path, dry: bool) -> dict:
     """configs/cifar10_fast.yaml in this process; time to the target from metrics.jsonl."""
     from cnnlab.resolve import load_config
-    from cnnlab.train.runner import train
+    from cnnlab.training.runner import train
 
     overrides = [f"data.path={zip_path}", f"train.out_dir={out / 'runs'}"]
     if dry:

@@ -35,8 +35,8 @@ from cnnlab.data.loader import default_workers
 from cnnlab.io import write_json
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run
-from cnnlab.train.progress import Reporter
-from cnnlab.train.session import build_session
+from cnnlab.training.progress import Reporter
+from cnnlab.training.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -31,8 +31,8 @@ ZIP = ROOT.parent / "shared" / "datasets" / "cifar10" / "cifar10-jpeg.zip"
 
 
 def study_config(zip_path: Path, bn: bool, overrides: list[str]):  # -> Config
-    from cnnlab.study.plan import build_plan
-    from cnnlab.study.spec import load_study
+    from cnnlab.studies.plan import build_plan
+    from cnnlab.studies.spec import load_study
 
     plan = build_plan(load_study(STUDY, ["data.format=image_folder", f"data.path={zip_path}", *overrides]))
     variant = next(v for v in plan.variants if v.levels["batch_norm"] == ("bn" if bn else "no_bn")
@@ -44,8 +44,8 @@ def per_probe(zip_path: Path, bn: bool, threads: int, n: int = 8) -> dict:
     import numpy as np
     import torch
 
-    from cnnlab.train.probe import measure, sizes
-    from cnnlab.train.session import build_session
+    from cnnlab.training.probe import measure, sizes
+    from cnnlab.training.session import build_session
 
     cfg = study_config(zip_path, bn, [f"train.threads={threads}"])
     s = build_session(cfg)
@@ -68,7 +68,7 @@ def per_probe(zip_path: Path, bn: bool, threads: int, n: int = 8) -> dict:
 
 
 def whole_runs(zip_path: Path, bn: bool, epochs: int, repeats: int, threads: int) -> dict:
-    from cnnlab.train import runner
+    from cnnlab.training import runner
 
     out: dict[str, list[float]] = {"off_train_s": [], "on_train_s": [], "off_wall_s": [], "on_wall_s": []}
     with tempfile.TemporaryDirectory() as tmp:

@@ -82,7 +82,7 @@ def child(args: list[str]) -> None:
     root = args.pop(0)
     sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
     sys.path.insert(0, root)
-    from cnnlab.train import trainer
+    from cnnlab.training import trainer
 
     def first_step(self, epoch):  # replaces the epoch loop: the process has started once its first step starts
         next(iter(self.train_loader))  # the first batch is part of it: a loader may start worker processes

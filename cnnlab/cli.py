@@ -46,7 +46,7 @@ def train(
     cfg = load_config(config, overrides or [])  # checked before torch is imported: a typo costs no start-up
     if nproc is not None and nproc > 1:
         _launch(["train", str(config), *(overrides or []), *(["-q"] if quiet else [])], nproc)
-    from cnnlab.train.runner import train as run_training
+    from cnnlab.training.runner import train as run_training
 
     with _stoppable():
         result = run_training(cfg, quiet=quiet)
@@ -61,7 +61,7 @@ def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to contin
     """Continue an interrupted run from its last checkpoint (with any number of processes)."""
     if nproc is not None and nproc > 1:
         _launch(["resume", str(run_dir), *(["-q"] if quiet else [])], nproc)
-    from cnnlab.train.runner import resume as run_resume
+    from cnnlab.training.runner import resume as run_resume
 
     with _stoppable():
         result = run_resume(run_dir, quiet=quiet)
@@ -170,8 +170,8 @@ def analyze(
     what: Annotated[str, typer.Argument(help="kernels, features, errors, cam or landscape")],
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
 ) -> None:
-    from cnnlab.analyze import analyze as run_analysis
-    from cnnlab.analyze import check, parse_options
+    from cnnlab.analysis.command import analyze as run_analysis
+    from cnnlab.analysis.command import check, parse_options
 
     _check_choice("--checkpoint", checkpoint, ("best", "last"))
     options = parse_options(list(ctx.args))
@@ -190,7 +190,7 @@ def report(
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it)")] = "html",
 ) -> None:
     """One file that holds a run's or a study's results, figures and config; the last line printed is the file."""
-    from cnnlab.report.write import report as write_report
+    from cnnlab.reports.write import report as write_report
 
     print(write_report(folder, out_file, fmt))
 
@@ -202,7 +202,7 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
 ) -> None:
     """Runs side by side: their numbers, the config keys that differ, their curves overlaid; prints the file."""
-    from cnnlab.report.write import compare as write_compare
+    from cnnlab.reports.write import compare as write_compare
 
     print(write_compare(run_dirs, out_file, fmt))
 
@@ -221,7 +221,7 @@ def lr_find(
     from cnnlab.resolve import load_config
 
     cfg = load_config(config, overrides or [])  # before torch is imported
-    from cnnlab.train.lr_find import run_lr_find
+    from cnnlab.training.lr_find import run_lr_find
 
     result = run_lr_find(cfg, start=start, end=end, steps=steps, seeds=seeds, out_dir=out_dir, say=out.print)
     print(result.figure)
@@ -239,7 +239,7 @@ def study(
     worker_index: Annotated[int, typer.Option("--worker-index", hidden=True)] = 0,
 ) -> None:
     """Run an ablation, grid or search study (resumable, parallel); the last line printed is its folder."""
-    from cnnlab.study import launch
+    from cnnlab.studies import launch
 
     if worker:
         try:
@@ -298,8 +298,8 @@ def _say(line: str) -> None:
 
 def _print_study(opened: Any, snap: Any) -> None:
     """The study's table as Markdown (as in table.md: it pastes into a report as it is)."""
-    from cnnlab.study.results import title
-    from cnnlab.study.table import to_markdown
+    from cnnlab.studies.results import title
+    from cnnlab.studies.table import to_markdown
 
     if snap.orphans:
         print(f"({snap.orphans} finished runs belong to an earlier version of the study file and are not shown)")

@@ -75,7 +75,7 @@ class OptimConfig(_Open):
 class ScheduleConfig(_Open):
     name: str = "none"
     # Linear warm-up over this many epochs (fractions allowed), counted in optimizer steps;
-    # the named schedule starts when it ends (see cnnlab/train/schedule.py).
+    # the named schedule starts when it ends (see cnnlab/training/schedule.py).
     warmup_epochs: float = Field(0.0, ge=0.0)
 
 
@@ -95,7 +95,7 @@ class EarlyStopConfig(_Strict):
 
 
 class ProbeConfig(_Strict):
-    """train.probe: the loss-landscape probe of cnnlab/train/probe.py (Santurkar et al. 2018).
+    """train.probe: the loss-landscape probe of cnnlab/training/probe.py (Santurkar et al. 2018).
 
     Before every `every`-th optimizer step (the first included) it steps along the batch's
     gradient by `steps` sizes spaced geometrically over `range` x the current lr, and records

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from cnnlab.analysis.confusion import plot_confusion
+from cnnlab.plots.confusion import plot_confusion
 from cnnlab.data.augment import build_pipeline
 from cnnlab.data.build import build_data
 from cnnlab.data.loading import make_loader
@@ -13,9 +13,9 @@ from cnnlab.device import autocast
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, model_device
 from cnnlab.rundir import Run
-from cnnlab.train.losses import LOSSES
-from cnnlab.train.metrics import evaluate
-from cnnlab.train.tta import with_tta
+from cnnlab.training.losses import LOSSES
+from cnnlab.training.metrics import evaluate
+from cnnlab.training.tta import with_tta
 
 
 def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best", "last"] = "best") -> dict[str, Any]:

@@ -35,7 +35,7 @@ from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, load_torch_model
 from cnnlab.io import atomic_path, write_json
 from cnnlab.rundir import Run
-from cnnlab.train.tta import with_tta
+from cnnlab.training.tta import with_tta
 
 FORMATS = ("onnx", "torchscript")
 PARITY_IMAGES = 256

@@ -21,7 +21,7 @@ from cnnlab.errors import DataError
 from cnnlab.inference import load_run_model, model_device
 from cnnlab.io import writable_file, write_text
 from cnnlab.rundir import Run
-from cnnlab.train.tta import with_tta
+from cnnlab.training.tta import with_tta
 
 
 def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:

@@ -31,9 +31,9 @@ from cnnlab.data.formats import FORMATS
 from cnnlab.errors import ConfigError
 from cnnlab.models import MODELS
 from cnnlab.registry import Registry, format_validation_error
-from cnnlab.train import losses
-from cnnlab.train.optim import OPTIMIZERS
-from cnnlab.train.schedule import SCHEDULES
+from cnnlab.training import losses
+from cnnlab.training.optim import OPTIMIZERS
+from cnnlab.training.schedule import SCHEDULES
 
 _PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds pydantic itself raises
 REGISTRIES: dict[str, Registry] = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": losses.LOSSES,

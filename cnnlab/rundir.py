@@ -48,7 +48,7 @@ from cnnlab.resolve import resolve
 CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
     "steps.csv", "samples.png", "probe.csv")
-# probe.csv's columns (cnnlab/train/probe.py says what each means); integers first.
+# probe.csv's columns (cnnlab/training/probe.py says what each means); integers first.
 PROBE_COLUMNS = ("step", "epoch", "lr", "size", "eta", "loss", "grad_change", "beta", "loss0", "grad_norm")
 _PROBE_INTS = ("step", "epoch", "size")
 CHECKPOINT_SUFFIX = {"torch": ".pt", "npz": ".npz"}  # checkpoint format -> file suffix

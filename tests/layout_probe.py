@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from cnnlab.resolve import resolve
-from cnnlab.train import runner
-from cnnlab.train.session import build_session
+from cnnlab.training import runner
+from cnnlab.training.session import build_session
 
 # (name, model section, dataset: "cifar" 32 px RGB, "cifar64" upsampled to 64 px, "mnist" 28 px grey)
 FAMILIES = [

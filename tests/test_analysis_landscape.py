@@ -29,7 +29,7 @@ from cnnlab.analysis.landscape import (
 )
 from cnnlab.analysis.subject import load
 from cnnlab.cli import main
-from cnnlab.train.losses import LOSSES
+from cnnlab.training.losses import LOSSES
 
 pytestmark = pytest.mark.slow
 

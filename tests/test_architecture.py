@@ -96,8 +96,8 @@ def test_every_preset_and_study_is_checked_without_torch():
     code = """
 import sys, glob
 from cnnlab.resolve import load_config
-from cnnlab.study.spec import load_study
-from cnnlab.study.plan import build_plan
+from cnnlab.studies.spec import load_study
+from cnnlab.studies.plan import build_plan
 for f in sorted(glob.glob('configs/*.yaml')):
     load_config(f)
 for f in sorted(glob.glob('configs/studies/*.yaml')):
@@ -122,7 +122,7 @@ def test_only_rundir_spells_run_directory_files():
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and node.value in RUN_FILES \
-                    and (name, node.value) != ("cnnlab.study.figures", "curves.png"):  # the study folder's own figure
+                    and (name, node.value) != ("cnnlab.studies.figures", "curves.png"):  # the study folder's own figure
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value!r}")
             if isinstance(node, ast.JoinedStr):  # f"{which}.pt", f"eval-{split}-..."
                 text = "".join(v.value for v in node.values if isinstance(v, ast.Constant))
@@ -134,7 +134,7 @@ def test_only_rundir_spells_run_directory_files():
 def test_only_engines_picks_an_engine():
     offenders = []
     for name, path in modules().items():
-        if name == "cnnlab.train.engines":
+        if name == "cnnlab.training.engines":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Compare) and any(
@@ -145,8 +145,8 @@ def test_only_engines_picks_an_engine():
 
 
 def test_both_engines_implement_the_seam():
-    from cnnlab.train.engine import Engine, EngineType
-    from cnnlab.train.engines import ENGINES
+    from cnnlab.training.engine import Engine, EngineType
+    from cnnlab.training.engines import ENGINES
 
     wanted = [n for n in vars(Engine) if not n.startswith("_")] + [n for n in vars(EngineType) if not n.startswith("_")]
     wanted += list(Engine.__annotations__)

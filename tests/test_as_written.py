@@ -18,8 +18,8 @@ from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts
 from cnnlab.models import build_model, count_parameters
 from cnnlab.resolve import load_config
-from cnnlab.study.plan import build_plan
-from cnnlab.study.spec import load_study
+from cnnlab.studies.plan import build_plan
+from cnnlab.studies.spec import load_study
 
 STUDIES = ROOT / "configs" / "studies"
 
@@ -70,7 +70,7 @@ def test_as_written_studies_hold_the_write_ups_levels():
 def test_mnist_as_written_runs_the_write_ups_protocol(tmp_path):
     """600 training / 1,000 test images of the shuffled mnist-original.mat, NumPy engine, batch 3, two
     epochs at lr 0.01 then 0.01 * 0.95, pixels / 255 only."""
-    from cnnlab.train import runner
+    from cnnlab.training import runner
 
     mat = standins.mnist_original_mat(tmp_path / "mnist-original.mat")
     cfg = load_config(ROOT / "configs" / "mnist_lenet_as_written.yaml",

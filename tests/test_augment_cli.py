@@ -12,7 +12,7 @@ from conftest import write_config
 
 from cnnlab.cli import main
 from cnnlab.resolve import load_config
-from cnnlab.train import runner
+from cnnlab.training import runner
 
 pytestmark = pytest.mark.slow
 

@@ -76,7 +76,7 @@ def test_mistakes_name_the_key(base, value, message):
 def test_label_mixing_needs_a_loss_that_takes_probabilities(base, monkeypatch):
     cfg = load_config(base, ["augment=[hflip, cutmix]"])
     assert cfg.loss.name == "cross_entropy"
-    monkeypatch.setattr("cnnlab.train.losses.SOFT_TARGET_LOSSES", {"some_other_loss"})
+    monkeypatch.setattr("cnnlab.training.losses.SOFT_TARGET_LOSSES", {"some_other_loss"})
     with pytest.raises(ConfigError, match=r"loss.name: 'cross_entropy' cannot learn from the class probabilities "
                                           r"that augment's cutmix produces; use a loss that can \(some_other_loss\)"):
         load_config(base, ["augment=[hflip, cutmix]"])

@@ -147,7 +147,7 @@ def test_file_backed_loader_shares_batches_the_same_way(cifar_zip_small):
 def test_sync_bn_converts_batchnorm_and_keeps_checkpoint_names(monkeypatch):
     from cnnlab.models import build_model
     from cnnlab.resolve import resolve
-    from cnnlab.train.data_parallel import sync_batchnorm
+    from cnnlab.training.data_parallel import sync_batchnorm
 
     cfg = resolve({"data": {"format": "idx", "path": "x"}, "model": {"name": "cnn", "channels": [8], "sync_bn": True}})
     assert cfg.model.sync_bn is True
@@ -166,7 +166,7 @@ def test_sync_bn_converts_batchnorm_and_keeps_checkpoint_names(monkeypatch):
 def test_numpy_engine_and_a_nested_nproc_are_refused_in_one_line(tmp_path, fashion_small, monkeypatch, capsys):
     from cnnlab.cli import main
     from cnnlab.resolve import load_config
-    from cnnlab.train.session import build_session
+    from cnnlab.training.session import build_session
 
     cfg = config(tmp_path, fashion_small)
     monkeypatch.setenv("WORLD_SIZE", "2")

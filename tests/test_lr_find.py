@@ -13,7 +13,7 @@ from conftest import write_config
 from cnnlab.cli import main
 from cnnlab.errors import UserError
 from cnnlab.resolve import load_config
-from cnnlab.train.lr_find import lr_text, run_lr_find, suggest
+from cnnlab.training.lr_find import lr_text, run_lr_find, suggest
 
 
 def config(tmp_path: Path, mnist_small: Path, **sections) -> Path:

@@ -383,7 +383,7 @@ def test_mnist_lenet_matches_the_writeup():
 
 
 def test_lenet_xavier_normal_init_reaches_the_numpy_engine():
-    from cnnlab.train.numpy_engine import convert
+    from cnnlab.training.numpy_engine import convert
 
     torch.manual_seed(0)
     m = build(MNIST_LENET, (1, 28, 28), 10)

@@ -14,7 +14,7 @@ from conftest import ROOT
 
 from bench import standins
 from cnnlab.resolve import load_config
-from cnnlab.train import runner
+from cnnlab.training import runner
 
 QUICK = ["data.limit_train=160", "train.epochs=1", "train.batch_size=32", "train.eval_batch_size=64"]
 

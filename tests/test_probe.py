@@ -22,8 +22,8 @@ from cnnlab.cli import main
 from cnnlab.models.registry import CONTEXT, MODELS
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run
-from cnnlab.train import runner
-from cnnlab.train.session import build_session
+from cnnlab.training import runner
+from cnnlab.training.session import build_session
 
 PROBE = {"every": 4, "steps": 3, "range": [0.5, 4.0]}
 LR = 0.05

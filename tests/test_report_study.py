@@ -15,7 +15,7 @@ from conftest import write_config
 from report_pages import parse, png_size
 
 from cnnlab.cli import main
-from cnnlab.report.doc import slug
+from cnnlab.reports.doc import slug
 
 pytestmark = pytest.mark.slow  # end to end: real trainings and studies (the shared fixtures)
 
@@ -80,7 +80,7 @@ def test_a_search_shows_optunas_history_and_importances(mnist_small, tmp_path):
 def test_a_large_study_embeds_the_best_ranked_curves_and_names_the_rest(report_study, tmp_path, monkeypatch):
     # A 160-cell grid embedded 160 curve figures (14.5 MB); the caps keep the best-ranked ones. Here the
     # caps are lowered to 1 so the fixture's 2 variants x 2 seeds cross them.
-    from cnnlab.report import study as study_report
+    from cnnlab.reports import study as study_report
 
     monkeypatch.setattr(study_report, "MAX_VARIANT_PANELS", 1)
     monkeypatch.setattr(study_report, "MAX_RUN_FIGURES", 1)

@@ -14,7 +14,7 @@ import torch
 from conftest import CIFAR_ZIP, write_config
 from PIL import Image
 
-from cnnlab.analysis.samples import (
+from cnnlab.plots.samples import (
     PER_CLASS,
     draw_samples,
     plot_samples,
@@ -26,8 +26,8 @@ from cnnlab.data.decode import decode_one
 from cnnlab.data.inspect import count_lines, train_warning
 from cnnlab.data.sources import FileTree
 from cnnlab.resolve import resolve
-from cnnlab.train import runner
-from cnnlab.train.session import build_session
+from cnnlab.training import runner
+from cnnlab.training.session import build_session
 
 
 def _cfg(tmp_path: Path, data: dict, **sections):

@@ -12,7 +12,7 @@ from torch.optim import lr_scheduler
 
 from cnnlab.config import ScheduleConfig
 from cnnlab.errors import ConfigError
-from cnnlab.train.schedule import SCHEDULES, build_schedule
+from cnnlab.training.schedule import SCHEDULES, build_schedule
 
 LR = 0.1
 

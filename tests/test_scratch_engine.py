@@ -14,8 +14,8 @@ from conftest import ROOT, read_idx, write_config
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.resolve import load_config
-from cnnlab.train import runner
-from cnnlab.train.session import build_session
+from cnnlab.training import runner
+from cnnlab.training.session import build_session
 
 LENET = {"name": "lenet", "dropout": 0.0}
 

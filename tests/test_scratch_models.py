@@ -11,7 +11,7 @@ from bench.scratch.stack import lenet
 from cnnlab.errors import ConfigError
 from cnnlab.scratch import SoftmaxCrossEntropy, load_model, load_npz, save_model, save_npz
 from cnnlab.scratch.layers import BatchNorm1d, Conv2d, Dropout, Linear, MaxPool2d, conv
-from cnnlab.train.numpy_engine import convert
+from cnnlab.training.numpy_engine import convert
 
 torch = pytest.importorskip("torch")
 nn = torch.nn

@@ -19,7 +19,7 @@ import yaml
 from conftest import ROOT, write_config
 
 from cnnlab.cli import main
-from cnnlab.study.launch import default_threads
+from cnnlab.studies.launch import default_threads
 
 pytestmark = pytest.mark.slow
 
@@ -121,8 +121,8 @@ def test_kill9_ten_times_then_finish_equals_an_uninterrupted_study(tmp_path, mni
 
 def test_ctrl_c_hands_runs_back_and_the_rerun_finishes(tmp_path, mnist_small):
     from cnnlab.cli import STUDY_INTERRUPTED
-    from cnnlab.study.plan import build_plan
-    from cnnlab.study.spec import load_study
+    from cnnlab.studies.plan import build_plan
+    from cnnlab.studies.spec import load_study
 
     path = make_study(tmp_path / "ctrl-c", mnist_small, seeds=(0,))
     proc, lines = start(path, workers=2)

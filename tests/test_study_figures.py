@@ -9,11 +9,11 @@ import pytest
 import yaml
 from conftest import write_config
 
-from cnnlab.study.figures import draw_all, winning_cells
-from cnnlab.study.plan import build_plan
-from cnnlab.study.results import axis_columns
-from cnnlab.study.spec import load_study
-from cnnlab.study.table import VariantInfo, build_table
+from cnnlab.studies.figures import draw_all, winning_cells
+from cnnlab.studies.plan import build_plan
+from cnnlab.studies.results import axis_columns
+from cnnlab.studies.spec import load_study
+from cnnlab.studies.table import VariantInfo, build_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

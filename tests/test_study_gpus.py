@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cnnlab.study.launch as launch
+import cnnlab.studies.launch as launch
 from cnnlab.device import visible_gpus, worker_gpu
 
 

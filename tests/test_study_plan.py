@@ -10,8 +10,8 @@ import yaml
 from conftest import ROOT, write_config
 
 from cnnlab.errors import ConfigError
-from cnnlab.study.plan import build_plan, trial_key
-from cnnlab.study.spec import load_study, parse_axis, read_spec
+from cnnlab.studies.plan import build_plan, trial_key
+from cnnlab.studies.spec import load_study, parse_axis, read_spec
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_example_studies_resolve_against_their_presets(name):
 
 
 def test_storage_urls():
-    from cnnlab.study.store import database_url, storage_label
+    from cnnlab.studies.store import database_url, storage_label
 
     assert "secret" not in storage_label("postgresql://ann:secret@db.lab:5432/studies", Path("x"))
     assert storage_label(None, Path("studies/s")) == "studies/s/optuna-journal.log"
@@ -191,6 +191,6 @@ def test_storage_urls():
 
 @pytest.mark.parametrize("value", [0.1, 1e-38, 1e-4, 3, True, None, "sgd", "1e-3", "a b", "", [8, 16], {"a": [1, 2.5]}, 1.0e+38])
 def test_values_pass_through_override_text_unchanged(value):
-    from cnnlab.study.spec import yaml_value
+    from cnnlab.studies.spec import yaml_value
 
     assert yaml.safe_load(yaml_value(value)) == value and type(yaml.safe_load(yaml_value(value))) is type(value)

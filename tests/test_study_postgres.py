@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import ROOT, write_config
 
-from cnnlab.study.store import database_url
+from cnnlab.studies.store import database_url
 
 pytestmark = pytest.mark.slow
 

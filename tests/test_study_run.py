@@ -226,7 +226,7 @@ def test_bad_input_is_one_line_and_creates_nothing(tmp_path, base, capsys):
 def test_a_run_cut_short_is_resumed_and_a_finished_one_reused(tmp_path, base):
     """What a rerun finds in a run folder: last.pt of a killed run (resume), a finished run (reuse)."""
     from cnnlab.resolve import load_config
-    from cnnlab.study.execute import previous, run_unit
+    from cnnlab.studies.execute import previous, run_unit
 
     cfg = load_config(base, ["train.epochs=2"])
     whole = run_unit(cfg, tmp_path / "whole", [])

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from cnnlab.study.stats import compare, holm, summarize
-from cnnlab.study.table import VariantInfo, build_table, to_markdown
-from cnnlab.study.table_full import to_csv_full, to_latex_full, to_markdown_full
+from cnnlab.studies.stats import compare, holm, summarize
+from cnnlab.studies.table import VariantInfo, build_table, to_markdown
+from cnnlab.studies.table_full import to_csv_full, to_latex_full, to_markdown_full
 
 
 def test_summary_mean_std_and_t_interval_by_hand():

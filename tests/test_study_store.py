@@ -13,9 +13,9 @@ from conftest import write_config
 from optuna.trial import TrialState
 
 from cnnlab import lease
-from cnnlab.study.launch import open_study
-from cnnlab.study.store import is_done, key_of, winners
-from cnnlab.study.worker import Worker
+from cnnlab.studies.launch import open_study
+from cnnlab.studies.store import is_done, key_of, winners
+from cnnlab.studies.worker import Worker
 
 
 def dead_pid() -> int:
@@ -136,7 +136,7 @@ def test_a_sigint_during_a_claim_is_raised_after_it(study_path):
     """The claim itself runs with Ctrl-C held back: won and noted as held, then interrupted."""
     import signal
 
-    from cnnlab.study.store import interrupts_deferred
+    from cnnlab.studies.store import interrupts_deferred
 
     with pytest.raises(KeyboardInterrupt):
         with interrupts_deferred():
@@ -168,7 +168,7 @@ def test_search_trials_stop_at_the_budget(tmp_path, mnist_small):
 def test_old_temporaries_of_killed_commands_are_removed(tmp_path):
     import os
 
-    from cnnlab.study.launch import _remove_stale_temporaries
+    from cnnlab.studies.launch import _remove_stale_temporaries
 
     old, fresh, kept = tmp_path / ".results.csv.a1.tmp", tmp_path / ".table.md.b2.tmp", tmp_path / "results.csv"
     for p in (old, fresh, kept):

@@ -14,10 +14,10 @@ from PIL import Image
 from scipy import stats as sps
 from test_study_run import PNG, base, read_csv, run, write_study  # noqa: F401  (base: the fixture)
 
-from cnnlab.study import figures
-from cnnlab.study.launch import study_status
-from cnnlab.study.stats import holm
-from cnnlab.study.table import to_markdown
+from cnnlab.studies import figures
+from cnnlab.studies.launch import study_status
+from cnnlab.studies.stats import holm
+from cnnlab.studies.table import to_markdown
 
 pytestmark = pytest.mark.slow
 

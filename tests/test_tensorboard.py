@@ -19,8 +19,8 @@ from tensorboard.util import tensor_util
 
 from cnnlab.errors import Interrupted
 from cnnlab.resolve import load_config
-from cnnlab.train.runner import resume, train
-from cnnlab.train.tensorboard import hparam_values
+from cnnlab.training.runner import resume, train
+from cnnlab.training.tensorboard import hparam_values
 
 pytestmark = pytest.mark.slow  # end to end: real trainings and studies (the shared fixtures)
 

@@ -16,12 +16,12 @@ from cnnlab.config import Config
 from cnnlab.errors import ConfigError
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run
-from cnnlab.train.early_stop import EarlyStopping
-from cnnlab.train.losses import LOSSES, l2_parameters
-from cnnlab.train.progress import Reporter
-from cnnlab.train.runner import resume, train
-from cnnlab.train.session import build_session
-from cnnlab.train.trainer import StopTraining
+from cnnlab.training.early_stop import EarlyStopping
+from cnnlab.training.losses import LOSSES, l2_parameters
+from cnnlab.training.progress import Reporter
+from cnnlab.training.runner import resume, train
+from cnnlab.training.session import build_session
+from cnnlab.training.trainer import StopTraining
 
 ONE_EPOCH = {"epochs": 1}  # 3 steps of 64 images: exact replays stay within float tolerance
 

@@ -33,7 +33,7 @@ from bench.scratch.stack import (
 )
 from cnnlab.scratch import SGD, Adam
 from cnnlab.scratch.threads import blas_threads
-from cnnlab.train.schedule import SCHEDULES
+from cnnlab.training.schedule import SCHEDULES
 
 
 def random_shift(batch: np.ndarray, rng: np.random.Generator, max_shift: int = 2) -> np.ndarray:

@@ -16,7 +16,7 @@ from cnnlab.data.formats.idx import read_idx
 from cnnlab.models import build_model
 from cnnlab.scratch import Layer, SoftmaxCrossEntropy
 from cnnlab.scratch.optim import Optimizer
-from cnnlab.train.numpy_engine import convert
+from cnnlab.training.numpy_engine import convert
 
 # The usual MNIST pixel statistics (of the training set, in [0, 1] units).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081

@@ -1,6 +1,4 @@
-"""Figures and numbers drawn from run directories: curves and confusion matrices (written by
-train and evaluate), and the analyses of `cnnlab analyze` (registry.py)."""
+"""The analyses of `cnnlab analyze` (registry.py, catalog.py, command.py): figures and numbers
+drawn from a trained run."""
 
-import matplotlib
-
-matplotlib.use("Agg")  # figures are files; never open a window
+import cnnlab.plots  # noqa: F401  (selects the Agg backend outside notebooks)

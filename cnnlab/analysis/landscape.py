@@ -272,7 +272,7 @@ def landscape(subject: Subject, out: Outputs,
               batch: Annotated[int, Field(ge=1, le=65536)] = 256,
               se_batch: Annotated[int, Field(ge=1, le=65536)] = 64,
               compile: Literal["auto", True, False] = "auto") -> list[str]:
-    from cnnlab.train.losses import LOSSES
+    from cnnlab.training.losses import LOSSES
 
     started = time.perf_counter()
     split_name, split = subject.split("train")

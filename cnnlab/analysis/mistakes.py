@@ -29,7 +29,7 @@ plt = lazy("matplotlib.pyplot")
 def probabilities(subject: Subject, data) -> tuple[np.ndarray, np.ndarray]:
     """(softmax probabilities (N, K), labels (N,)) for a split, evaluated as `cnnlab evaluate` does."""
     from cnnlab.device import autocast
-    from cnnlab.train.tta import with_tta
+    from cnnlab.training.tta import with_tta
 
     model = with_tta(subject.model, subject.cfg.train.tta)
     run_in = autocast(subject.cfg.train.amp, subject.device)

@@ -25,7 +25,7 @@ from cnnlab.device import resolve_device
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
 from cnnlab.rundir import Run
-from cnnlab.train.engines import engine_type
+from cnnlab.training.engines import engine_type
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Everything runs on NCHW arrays in the input's dtype (float32 for training, float64 for gradient
 checks). Parameter names and shapes follow torch, so weights move between the two unchanged:
-cnnlab builds a network with its torch builders and copies it in (cnnlab/train/numpy_engine.py),
+cnnlab builds a network with its torch builders and copies it in (cnnlab/training/numpy_engine.py),
 and the one training loop drives it, with cnnlab's schedules, data and run directory.
 """
 

@@ -1,0 +1,233 @@
+"""From a validated config to a finished run directory (and back again for resume).
+
+Everything that can fail on user input is built first (session.py), so bad input never
+leaves a half-made run behind; then the run directory is made and the one loop trains. In a
+distributed run every process trains; rank 0 alone makes and writes the run directory, prints
+and draws, the others follow it (rundir.Follower).
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab import distributed, rundir
+from cnnlab.plots.samples import write_samples
+from cnnlab.config import Config
+from cnnlab.data.build import build_data
+from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
+from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
+from cnnlab.rundir import Run
+from cnnlab.training.logged import metric_mode
+from cnnlab.training.progress import Reporter
+from cnnlab.training.session import Session, build_session
+from cnnlab.training.signals import StopRequests
+from cnnlab.training.trainer import Callback, StopTraining, Trainer, TrainState
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summary: dict[str, Any]
+
+
+def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
+          callbacks: list[Callback] | None = None, samples: bool = True) -> RunResult:
+    """Build everything, create the run directory, train, write the summary.
+
+    `samples`: write samples.png before the first step (off only in the test that shows the
+    figure leaves the training random streams alone)."""
+    rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
+    session = build_session(cfg)
+    main = session.world.is_main
+    run: Run | None = None
+    if main and run_dir is None:
+        run = rundir.create(cfg.train.out_dir, cfg.name or "run")
+    elif main:
+        run = Run(run_dir)  # type: ignore[arg-type]
+        run.path.mkdir(parents=True, exist_ok=True)
+    shared = distributed.broadcast_object(str(run.path) if run is not None else None, session.world)
+    run = run if run is not None else rundir.Follower(shared)
+    counts = class_counts(session.bundle)
+    run.write_config(cfg)
+    run.write_data_info({**session.data_info(), "class_counts": counts})  # the report shows them without the data
+    reporter = _reporter(session, quiet)
+    reporter.message(_banner(session, run, counts))
+    if main:
+        warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
+    if samples and main:
+        write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
+    stops = StopRequests()
+    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    trainer.save_init()
+    return _fit(session, trainer, run, stops)
+
+
+def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | None = None) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; from scratch if it never finished an epoch."""
+    run = Run(run_dir)
+    cfg = run.config
+    stored = run.data_info
+    data = cfg.data
+    if data.in_memory == "auto" and isinstance(stored.get("in_memory"), bool):
+        # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
+        data = data.model_copy(update={"in_memory": stored["in_memory"]})
+    session = build_session(cfg, build_data(data, cfg.seed))
+    if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
+        raise UserError(f"{cfg.data.path}: the dataset changed since {run.name} started (classes or split sizes differ)")
+    world = session.world
+    if not world.is_main:  # rank 0 checks the lock and writes; any number of processes may continue a run
+        run = rundir.Follower(run.path)
+    held = run.holder() if world.is_main else None
+    if held is not None:
+        raise UserError(f"{run.path}: this run is being trained by {held}; wait for it, or stop that process")
+    reporter = _reporter(session, quiet)
+    stops = StopRequests()
+    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    died = run.died() if world.is_main else None
+    if died is not None:
+        reporter.message(f"{run.name}: the process that was training it died without a word ({died})")
+    if run.has_checkpoint("last"):
+        trainer.restore(run.checkpoint("last"))
+        distributed.seed_rank(cfg.seed, trainer.position(), world)  # restore gave every rank rank 0's stream
+        reporter.message(f"resuming {run.name} {trainer.position()} of {cfg.train.epochs} epochs"
+                         + (f" in {world.size} processes" if world.distributed else ""))
+    return _fit(session, trainer, run, stops)
+
+
+def _reporter(session: Session, quiet: bool) -> Reporter:
+    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet or not session.world.is_main)
+
+
+def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
+    sizes = ", ".join(f"{k} {v}" for k, v in s.bundle.info()["sizes"].items())
+    shape = "x".join(map(str, s.bundle.image_shape))
+    if s.pipeline.input_shape != s.bundle.image_shape:
+        shape += " -> " + "x".join(map(str, s.pipeline.input_shape))
+    where = "in memory" if s.bundle.in_memory else "read from files per batch"
+    text = (f"run {run.path}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}"
+            + "".join(f"\n{'per class' if i == 0 else '         '} {line}"
+                      for i, line in enumerate(count_lines(counts, s.bundle.classes)))
+            + f"\nmodel {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
+            + (f"; {s.label}" if s.label else "")
+            + (f"\ndistributed {s.world.size} processes ({'nccl' if s.device.type == 'cuda' else 'gloo'}), "
+               f"{s.cfg.train.batch_size} images per step shared between them" if s.world.distributed else ""))
+    t = s.cfg.train
+    options = [f"evaluating EMA weights (decay {t.ema:g})" if t.ema is not None else "",
+               f"early stop on {t.early_stop.monitor} (patience {t.early_stop.patience})" if t.early_stop else "",
+               f"tta {t.tta}" if t.tta != "none" else "", f"compiled ({t.compile_mode})" if t.compile else "",
+               f"l2 {s.cfg.loss.l2:g} on {s.cfg.loss.l2_params}" if s.cfg.loss.l2 > 0 else "",
+               f"warm-up {s.cfg.schedule.warmup_epochs:g} epochs" if s.cfg.schedule.warmup_epochs else "",
+               (f"landscape probe every {t.probe.every} steps ({t.probe.steps} sizes, {t.probe.range[0]:g}-"
+                f"{t.probe.range[1]:g} x lr; probe.csv)") if t.probe is not None else ""]
+    options = [o for o in options if o]
+    return text + ("\noptions " + "; ".join(options) if options else "")
+
+
+def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> RunResult:
+    env = rundir.environment()  # once: it asks git
+    status, reason = "completed", None
+    hooked = [cb for cb in trainer.callbacks if hasattr(cb, "attach")]  # callbacks that read the loop (TensorBoard)
+    for cb in hooked:
+        cb.attach(trainer)
+    with run.training():
+        run.write_summary(make_summary(session, trainer.state, "running", None, env))
+        try:
+            with stops:
+                trainer.fit()
+        except StopTraining as e:
+            status, reason = e.status, e.reason
+        except DivergedError as e:
+            status, reason = "diverged", str(e)
+            raise
+        except Interrupted as e:
+            status, reason = "interrupted", f"{signal.Signals(e.signum).name} {e.where}; `cnnlab resume` continues it"
+            e.run = run.path
+            raise
+        except KeyboardInterrupt:
+            status, reason = "interrupted", "stopped by the user; `cnnlab resume` continues it from the last checkpoint"
+            raise
+        except PeerLost as e:
+            status, reason = "failed", f"{e}; `cnnlab resume` continues it from the last checkpoint"
+            e.run = run.path  # type: ignore[attr-defined]
+            raise
+        except Exception as e:
+            status, reason = "failed", f"{type(e).__name__}: {e}"
+            raise
+        finally:
+            summary = make_summary(session, trainer.state, status, reason, env)
+            try:
+                run.write_summary(summary)
+            except UserError:
+                if status == "completed":
+                    raise
+                # the run already failed (a full disk, say): its own error is the one to report
+            finally:
+                for cb in hooked:
+                    cb.close(status, summary)
+    distributed.finish()
+    return RunResult(run.path, summary)
+
+
+def make_summary(session: Session, state: TrainState, status: str, reason: str | None,
+                 env: dict[str, Any]) -> dict[str, Any]:
+    """Headline numbers of a run: the chosen (best) epoch's metrics, bests, and provenance."""
+    history = state.history
+    best_row = next((m for m in history if m["epoch"] == state.best_epoch), history[-1] if history else {})
+    summary: dict[str, Any] = {
+        "name": session.cfg.name,
+        "status": status,
+        "reason": reason,
+        "val_acc": best_row.get("val_acc"),
+        "test_acc": best_row.get("test_acc"),
+        "val_top5": best_row.get("val_top5"),
+        "test_top5": best_row.get("test_top5"),
+        "best_epoch": state.best_epoch,
+        "selected_by": "val_acc" if "val" in session.eval_loaders else "last epoch",
+        "epochs": state.epoch,
+        "epochs_planned": session.cfg.train.epochs,
+        "params": session.engine.param_count(),
+        "engine": session.cfg.engine,
+        "wall_seconds": round(state.elapsed, 3),
+        "device": str(session.device),
+        "processes": session.world.size,
+        "device_name": torch.cuda.get_device_name(session.device) if session.device.type == "cuda" else None,
+        "seed": session.cfg.seed,
+        "final": history[-1] if history else None,
+        **_best_errors(bests := _bests(history)),
+        "best": bests,
+        "data": {"sizes": session.bundle.info()["sizes"], "classes": session.bundle.num_classes},
+    }
+    summary.update(env)
+    return summary
+
+
+def _best_errors(bests: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Lowest error of each split and its epoch, as top-level keys (None for a missing split).
+
+    The train error is 1 - the accuracy counted during each epoch's training steps (train mode,
+    augmented batches, changing weights), not a separate pass over the training set.
+    """
+    out: dict[str, Any] = {}
+    for split in ("train", "val", "test"):
+        best = bests.get(f"{split}_error")
+        out[f"best_{split}_error"] = best["value"] if best else None
+        out[f"best_{split}_error_epoch"] = best["epoch"] if best else None
+    return out
+
+
+def _bests(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Best value of every loss/accuracy metric over the epochs, and the epoch it came in."""
+    out = {}
+    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5", "_l2"))]
+    for k in keys:
+        pick = max if metric_mode(k) == "max" else min
+        row = pick(history, key=lambda m, k=k: m[k])
+        out[k] = {"value": row[k], "epoch": row["epoch"]}
+        if k.endswith("_acc"):
+            out[k.replace("_acc", "_error")] = {"value": 1 - row[k], "epoch": row["epoch"]}
+    return out

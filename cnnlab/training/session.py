@@ -1,0 +1,149 @@
+"""Everything a run needs, built from its config before any file is written.
+
+Data, the augmentation pipeline, the model (built by its registered builder, then handed to
+the engine the config names), loaders, schedule, loss and callbacks: whatever can fail on
+user input fails here, so bad input never leaves a half-made run directory behind. In a
+distributed run (torchrun) each process builds the same session: its loaders give it its rows
+of every batch and its engine is the data-parallel one (data_parallel.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab import distributed
+from cnnlab.config import Config
+from cnnlab.data.augment import Pipeline, build_pipeline
+from cnnlab.data.build import build_data
+from cnnlab.data.loader import Loader, default_workers
+from cnnlab.data.loading import make_loader
+from cnnlab.data.types import DataBundle
+from cnnlab.device import Autocast, autocast, memory_format
+from cnnlab.device import setup as device_setup
+from cnnlab.distributed import SINGLE, World
+from cnnlab.errors import ConfigError
+from cnnlab.models import build_model
+from cnnlab.rundir import Run
+from cnnlab.training.data_parallel import DataParallelEngine, sync_batchnorm
+from cnnlab.training.early_stop import EarlyStopping
+from cnnlab.training.engine import Engine
+from cnnlab.training.engines import engine_type
+from cnnlab.training.logged import logged_metrics
+from cnnlab.training.losses import LOSSES
+from cnnlab.training.probe import Probe, check_restorable
+from cnnlab.training.progress import Reporter
+from cnnlab.training.schedule import Schedule, build_schedule
+from cnnlab.training.tensorboard import tensorboard_logs
+from cnnlab.training.trainer import Callback, Trainer
+
+
+@dataclass
+class Session:
+    """A run's parts, ready to train."""
+
+    cfg: Config
+    device: torch.device
+    bundle: DataBundle
+    pipeline: Pipeline
+    model: nn.Module  # as its builder made it; the engine trains it (or its NumPy copy)
+    engine: Engine
+    label: str  # the engine's words for the banner
+    schedule: Schedule
+    loss_fn: nn.Module  # the data loss evaluation reports (the engine trains with its own)
+    train_loader: Loader
+    eval_loaders: dict[str, Loader]
+    generator: torch.Generator
+    autocast: Autocast
+    early_stop: EarlyStopping | None = None
+    world: World = SINGLE  # this process's place in a distributed run
+
+    def data_info(self) -> dict[str, Any]:
+        """data.json: the bundle's description, with the model's input shape (after augment's always-ops)."""
+        return {**self.bundle.info(), "input_shape": list(self.pipeline.input_shape)}
+
+    def meta(self) -> dict[str, Any]:
+        """Plain data stored in every checkpoint so it explains itself."""
+        return {"engine": self.cfg.engine, "config": self.cfg.to_dict(), "data": self.data_info()}
+
+    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback],
+                stop_requested: Callable[[], int | None] = lambda: None) -> Trainer:
+        t = self.cfg.train
+        # The probe first: it writes probe.csv at an epoch's end even when early stopping ends the run there.
+        own = [Probe(t.probe, self.engine, self.schedule, run, len(self.train_loader))] if t.probe is not None else []
+        if run.writes:  # rank 0 alone writes event files in a distributed run
+            own += tensorboard_logs(self.cfg, run)  # before early stopping, which may end the run at this epoch
+        own += [self.early_stop] if self.early_stop is not None else []
+        return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
+                       train_loader=self.train_loader, eval_loaders=self.eval_loaders,
+                       num_classes=self.bundle.num_classes, epochs=t.epochs, run=run,
+                       generator=self.generator, autocast=self.autocast, reporter=reporter, meta=self.meta(),
+                       callbacks=own + list(callbacks), checkpoint_every=t.checkpoint_every,
+                       diverge_factor=t.diverge_factor,
+                       # Every process stops after the same step (on a GPU, asked every 25 steps).
+                       stop_requested=distributed.agreed_stop(stop_requested, self.world,
+                                                              every=1 if self.device.type == "cpu" else 25))
+
+
+def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
+    """Data, model, engine, loaders, schedule and loss for `cfg` (data may be passed in)."""
+    kind = engine_type(cfg)
+    kind.check(cfg)
+    if distributed.from_env().distributed and not kind.data_parallel:
+        raise ConfigError(f"engine: '{cfg.engine}' trains in one process; start it without torchrun or --nproc")
+    if distributed.from_env().distributed and cfg.train.probe is not None:
+        raise ConfigError("train.probe: the landscape probe measures one process's network; start the run without "
+                          "torchrun or --nproc, or remove train.probe")
+    device = device_setup(kind.device(cfg), cfg.seed, kind.torch_threads(cfg), compiles=cfg.train.compile)
+    world = distributed.current()
+    bundle = bundle or build_data(cfg.data, cfg.seed, device)
+    # Shapes through the augment ops are checked here, before any file is written.
+    pipeline = build_pipeline(cfg.augment, bundle.image_shape, bundle.num_classes)
+    torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
+    model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
+    nhwc = kind.channels_last(cfg, device, model)
+    model = model.to(device, memory_format=memory_format(nhwc))
+    model = sync_batchnorm(model, cfg.model.sync_bn, device, world)
+
+    generator = torch.Generator(device=device)
+    generator.manual_seed(cfg.seed)
+    workers = cfg.data.workers
+    if workers is None and world.distributed:  # the cores shared between this machine's processes
+        workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
+    common = {"pipeline": pipeline, "device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
+              "channels_last": nhwc, "workers": workers, "world": world}
+    train_loader = make_loader(bundle.train, batch_size=cfg.train.batch_size, train=True, generator=generator,
+                               **common)
+    eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
+                    for name, split in bundle.splits().items() if name != "train"}
+
+    loss_fn = LOSSES.build(cfg.loss, num_classes=bundle.num_classes)
+    amp = autocast(cfg.train.amp, device)
+    engine = kind(cfg, model, device, loss_fn, amp)  # type: ignore[operator]
+    if cfg.train.probe is not None:
+        check_restorable(engine, pipeline.input_shape, bundle.num_classes, device)
+    if world.distributed:
+        engine = DataParallelEngine(engine, bundle.num_classes, world)
+    distributed.seed_rank(cfg.seed, "start", world)  # after the weights: their own dropout masks
+    schedule = build_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, len(train_loader))
+    logged = logged_metrics(list(eval_loaders), bundle.num_classes, l2=cfg.loss.l2 > 0)
+    _check_monitor("schedule.monitor", schedule.monitor, logged)
+    early = cfg.train.early_stop
+    if early is not None:
+        _check_monitor("train.early_stop.monitor", early.monitor, logged)
+    return Session(cfg, device, bundle, pipeline, model, engine, kind.label, schedule, loss_fn, train_loader, eval_loaders,
+                   generator, amp,
+                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None,
+                   world)
+
+
+def _check_monitor(key: str, monitor: str | None, known: list[str]) -> None:
+    if monitor is None or monitor in known:
+        return
+    hint = " (this run has no validation split: set data.val_fraction > 0)" if monitor.startswith("val") else ""
+    raise ConfigError(f"{key}: '{monitor}' is not logged{hint}; choose one of: {', '.join(known)}")

@@ -1,0 +1,329 @@
+"""The one training loop: used by `cnnlab train`, `cnnlab resume` and every study run, for both engines.
+
+Each step: the schedule's lr goes to the engine, the engine takes one step on the batch.
+After each epoch the loop evaluates every split that exists, steps the schedule, calls the
+callbacks (early stopping, study pruning), saves best (by validation accuracy) and last (the
+full state needed to resume bit-for-bit on CPU), and rewrites metrics.jsonl and curves.png,
+all through the run directory (cnnlab/rundir.py).
+
+last is also saved inside an epoch: every `train.checkpoint_every` steps, and when a stop is
+requested (SIGINT, SIGTERM: signals.py). Such a checkpoint holds the epoch's progress
+("partial": steps done, running sums, the data generator as the epoch began), and resuming
+from it replays the same batches from the next step on.
+
+A run stops as diverged when a step loss is NaN or infinite, or when the smoothed loss
+(TensorBoard's smoothing, weight 0.9) exceeds `train.diverge_factor` times the loss of the
+run's first step, taken before any update (ln K for a K-class cross-entropy): an lr that blows
+the weights up does so within a few steps, so a mean over several first steps would already
+hold the blow-up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from cnnlab.plots.curves import plot_curves
+from cnnlab.data.augment import hard_labels
+from cnnlab.data.loader import Loader
+from cnnlab.device import Autocast
+from cnnlab.errors import DivergedError, Interrupted
+from cnnlab.rundir import Run
+from cnnlab.training.engine import Engine
+from cnnlab.training.metrics import evaluate
+from cnnlab.training.progress import Reporter
+from cnnlab.training.schedule import Schedule
+
+# Called as callback(epoch, metrics) after each epoch's evaluation, before its checkpoints are
+# written; it may raise StopTraining. Optional members: `state_key` with `state_dict()` and
+# `load_state_dict()` (its state then travels in last.pt), `note()` (words for the epoch line),
+# and `before_step(step, x, y)`: called with each batch before its optimizer step (step counted
+# from 1 over the run); it must leave the run as it was (the landscape probe, probe.py).
+Callback = Callable[[int, dict[str, Any]], None]
+SMOOTHING = 0.9
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end a run after this epoch (early stopping, study pruning)."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class TrainState:
+    """Everything about a run's progress that is not the engine's."""
+
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    step_losses: list[float] = field(default_factory=list)
+    best_value: float | None = None
+    best_epoch: int | None = None
+    elapsed: float = 0.0  # training seconds over all sessions of this run
+    stop: list[str] | None = None  # [status, reason] once a callback ended the run early
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "history": self.history, "best_value": self.best_value,
+                "best_epoch": self.best_epoch, "elapsed": self.elapsed, "stop": self.stop}
+
+
+class Trainer:
+    """Fits an engine's network; owns nothing but the loop and what it writes into the run."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        schedule: Schedule,
+        loss_fn: nn.Module,
+        train_loader: Loader,
+        eval_loaders: dict[str, Loader],
+        num_classes: int,
+        epochs: int,
+        run: Run,
+        generator: torch.Generator,
+        autocast: Autocast,
+        reporter: Reporter,
+        meta: dict[str, Any],
+        callbacks: list[Callback] | None = None,
+        checkpoint_every: int | None = None,
+        diverge_factor: float | None = None,
+        stop_requested: Callable[[], int | None] = lambda: None,
+    ):
+        self.engine, self.schedule, self.loss_fn = engine, schedule, loss_fn
+        self.train_loader, self.eval_loaders = train_loader, eval_loaders
+        self.num_classes, self.epochs, self.run = num_classes, epochs, run
+        self.generator, self.autocast = generator, autocast
+        self.reporter, self.meta, self.callbacks = reporter, meta, callbacks or []
+        self.checkpoint_every, self.diverge_factor, self.stop_requested = checkpoint_every, diverge_factor, stop_requested
+        self._partial: dict[str, Any] | None = None  # the epoch in progress, as a checkpoint keeps it
+        self._smooth = (0.0, 0.0)  # the divergence guard's running average: (value, bias-correction weight)
+        self.select = "val_acc" if "val" in eval_loaders else None  # None: the last epoch is best
+        self.device = train_loader.device
+        # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
+        self.check_every = 1 if self.device.type == "cpu" else 25
+        self.state = TrainState()
+        self._before_step = [cb.before_step for cb in self.callbacks if hasattr(cb, "before_step")]
+
+    # ------------------------------------------------------------------ state
+
+    def restore(self, payload: dict[str, Any]) -> None:
+        """Continue from a last checkpoint's payload, exactly where it stopped."""
+        self.engine.load_state(payload)
+        self.schedule.load_state_dict(payload["schedule"])
+        rng = payload["rng"]
+        if "torch" in rng:  # NumPy-engine runs of cnnlab 0.1 kept only the data generator
+            torch.set_rng_state(_tensor(rng["torch"]))
+        if len(rng.get("cuda", [])) and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.generator.set_state(_tensor(rng["data"]))
+        saved = payload.get("callbacks", {})
+        for cb in self._stateful():
+            if cb.state_key in saved:  # a callback added since the run started begins fresh
+                cb.load_state_dict(saved[cb.state_key])
+        s = payload["state"]
+        self.state = TrainState(epoch=s["epoch"], history=list(s["history"]), step_losses=list(payload["step_losses"]),
+                                best_value=s["best_value"], best_epoch=s["best_epoch"], elapsed=s["elapsed"],
+                                stop=s.get("stop"))
+        self._partial = payload.get("partial")
+        self._smooth = (0.0, 0.0)
+        for v in self.state.step_losses:  # the guard's running average, as it was
+            self._smooth = _smoothed(self._smooth, v)
+
+    def position(self) -> str:
+        """Where the run stands, in words: 'after epoch 2' or 'in epoch 3 after step 40'."""
+        if self._partial is not None:
+            return f"in epoch {self._partial['epoch']} after step {self._partial['step']}"
+        return f"after epoch {self.state.epoch}"
+
+    def _stateful(self) -> list[Any]:
+        return [cb for cb in self.callbacks if hasattr(cb, "state_key")]
+
+    def save_init(self) -> None:
+        """init: the weights before the first step (the landscape analysis starts its line there)."""
+        payload = {**self.meta, "model": self.engine.weights(), "epoch": 0}
+        self.run.write_checkpoint("init", payload, self.engine.checkpoint_format)
+
+    def save_best(self, epoch: int, metrics: dict[str, Any]) -> None:
+        """best: the evaluated weights of the best epoch so far."""
+        payload = {**self.meta, "model": self.engine.weights(), "epoch": epoch, "metrics": metrics}
+        self.run.write_checkpoint("best", payload, self.engine.checkpoint_format)
+
+    def save_last(self) -> None:
+        """last: everything needed to resume after this epoch."""
+        payload = {
+            **self.meta,
+            **self.engine.state(),
+            "schedule": self.schedule.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "data": self.generator.get_state(),
+            },
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self._stateful()},
+            "state": self.state.to_dict(),
+            "step_losses": self.state.step_losses,
+            **({"partial": self._partial} if self._partial is not None else {}),
+        }
+        self.run.write_checkpoint("last", payload, self.engine.checkpoint_format)
+
+    # ------------------------------------------------------------------ loop
+
+    def fit(self) -> TrainState:
+        """Train from state.epoch to the last epoch (or until a callback stops the run)."""
+        if self.state.stop is not None:  # resuming a run that already ended early
+            raise StopTraining(*self.state.stop)
+        with self.engine.running():
+            for epoch in range(self.state.epoch + 1, self.epochs + 1):
+                start = time.perf_counter()
+                partial, self._partial = self._partial, None
+                metrics = {"epoch": epoch, "lr": partial["lr"] if partial else self.schedule.lr}
+                metrics.update(self._train_epoch(epoch, partial))
+                for name, loader in self.eval_loaders.items():
+                    ev = evaluate(self.engine.eval_model(), loader, self.loss_fn, self.num_classes, self.autocast)
+                    metrics[f"{name}_loss"], metrics[f"{name}_acc"] = ev.loss, ev.acc
+                    if ev.top5 is not None:
+                        metrics[f"{name}_top5"] = ev.top5
+                metrics["seconds"] = time.perf_counter() - start + (partial["seconds"] if partial else 0.0)
+                self.schedule.after_epoch(metrics)
+                stop = None
+                try:
+                    for callback in self.callbacks:
+                        callback(epoch, metrics)
+                except StopTraining as e:
+                    stop = e  # raised again once this epoch's files are written
+                self._end_epoch(epoch, metrics, stop)
+                if stop is not None:
+                    raise stop
+                if self.stop_requested() is not None and epoch < self.epochs:
+                    raise Interrupted(self.stop_requested(), f"after epoch {epoch}")  # type: ignore[arg-type]
+        return self.state
+
+    def _train_epoch(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, float]:
+        """One pass over the training batches (the rest of one, from a mid-epoch checkpoint)."""
+        start_time = time.perf_counter()
+        if partial is not None:  # replay the epoch's draws from where it began, then carry on
+            self.generator.set_state(_tensor(partial["epoch_rng"]))
+        epoch_rng = self.generator.get_state()
+        lr = self.schedule.lr if partial is None else partial["lr"]
+        done = 0 if partial is None else int(partial["step"])
+        sums = {"loss": 0.0, "l2": 0.0, "correct": 0, "seen": 0, "has_l2": False} if partial is None else dict(partial["sums"])
+        loss_sum = torch.tensor(float(sums["loss"]), dtype=torch.float64, device=self.device)
+        l2_sum = torch.tensor(float(sums["l2"]), dtype=torch.float64, device=self.device)
+        correct = torch.tensor(int(sums["correct"]), dtype=torch.long, device=self.device)
+        seen, has_l2 = int(sums["seen"]), bool(sums["has_l2"])
+        # plateau with schedule.every: the loss summed over the current window of batches
+        window_size = self.schedule.every
+        window = torch.tensor(float(sums.get("window", 0.0)), dtype=torch.float64, device=self.device)
+        self.reporter.start_epoch(epoch, done)
+        pending: list[torch.Tensor] = []
+        for x, y in self.train_loader.batches(skip=done):
+            for hook in self._before_step:
+                hook((epoch - 1) * len(self.train_loader) + done + 1, x, y)
+            self.engine.set_lr(self.schedule.lr, self.schedule.momentum)
+            step = self.engine.train_step(x, y)
+            self.schedule.after_batch()
+            loss_sum += step.loss.double() * len(y)
+            if step.l2 is not None:
+                l2_sum += step.l2.double() * len(y)
+                has_l2 = True
+            # With mixup/cutmix, y holds class probabilities: a hit is the argmax of the mixed target.
+            correct += (step.logits.argmax(1) == hard_labels(y)).sum()
+            seen += len(y)
+            done += 1
+            if window_size is not None:
+                window += step.loss.double()
+                if done % window_size == 0:  # one host sync per window
+                    self.schedule.after_window(float(window) / window_size)
+                    window.zero_()
+            pending.append(step.loss)
+            signum = self.stop_requested()
+            every = self.checkpoint_every is not None and done % self.checkpoint_every == 0
+            if len(pending) >= self.check_every or signum is not None or every:
+                self._flush(pending, epoch)
+            if (signum is not None or every) and done < len(self.train_loader):
+                self._partial = {
+                    "epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
+                    "seconds": time.perf_counter() - start_time + (partial["seconds"] if partial else 0.0),
+                    "sums": {"loss": float(loss_sum), "l2": float(l2_sum), "correct": int(correct), "seen": seen,
+                             "has_l2": has_l2, "window": float(window)},
+                }
+                self.save_last()
+                self._partial = None
+                if signum is not None:
+                    self.reporter.close()
+                    raise Interrupted(signum, f"in epoch {epoch} after step {done}")
+        self._flush(pending, epoch)
+        self.reporter.close()
+        out = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
+        if has_l2:
+            out["train_l2"] = float(l2_sum) / seen
+        return out
+
+    def _flush(self, pending: list[torch.Tensor], epoch: int) -> None:
+        """Move step losses to the host, stopping the run at the first non-finite one."""
+        if not pending:
+            return
+        values = torch.stack(pending).cpu().tolist()
+        pending.clear()
+        for v in values:
+            self.state.step_losses.append(v)
+            self.reporter.advance(v)
+            self._smooth = _smoothed(self._smooth, v)
+            step = len(self.state.step_losses)
+            what = None
+            if not math.isfinite(v):
+                what = f"training loss became {v}"
+            elif self.diverge_factor is not None and step > 1:
+                first = self.state.step_losses[0]
+                smoothed = self._smooth[0] / self._smooth[1]
+                if smoothed > self.diverge_factor * abs(first):
+                    what = (f"smoothed training loss reached {smoothed:.4g}, more than train.diverge_factor "
+                            f"({self.diverge_factor:g}) times its first step's {first:.4g}")
+            if what is not None:
+                kept = (f"best.pt still holds epoch {self.state.best_epoch}" if self.state.best_epoch is not None
+                        else "no epoch had finished")
+                raise DivergedError(
+                    f"{what} at epoch {epoch}, step {step}: the run diverged. "
+                    f"Try a lower learning rate (optim.lr is {self.schedule.lr:.3g} now) or gradient clipping "
+                    f"(train.grad_clip=1.0); {kept}"
+                )
+
+    def _end_epoch(self, epoch: int, metrics: dict[str, Any], stop: StopTraining | None) -> None:
+        s = self.state
+        s.epoch = epoch
+        s.elapsed += metrics["seconds"]
+        s.history.append(metrics)
+        if stop is not None:
+            s.stop = [stop.status, stop.reason]
+        value = metrics[self.select] if self.select else float(epoch)
+        if s.best_value is None or value > s.best_value:
+            s.best_value, s.best_epoch = value, epoch
+            self.save_best(epoch, metrics)
+        self.save_last()
+        self.run.write_history(s.history)
+        self.run.write_steps(s.step_losses, len(self.train_loader))
+        if self.run.writes:  # not the other processes of a distributed run
+            plot_curves(s.history, s.step_losses, len(self.train_loader), self.run.curves_png, title=self.run.name)
+        notes = [n for cb in self.callbacks if hasattr(cb, "note") and (n := cb.note())]
+        self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
+        if stop is not None:
+            self.reporter.message(stop.reason)
+
+
+def _smoothed(avg: tuple[float, float], value: float) -> tuple[float, float]:
+    """One step of the bias-corrected exponential average (value / weight is the average)."""
+    return SMOOTHING * avg[0] + (1 - SMOOTHING) * value, SMOOTHING * avg[1] + (1 - SMOOTHING)
+
+
+def _tensor(state: Any) -> torch.Tensor:
+    """A generator state as torch wants it (.npz checkpoints hold it as a NumPy array)."""
+    return state if isinstance(state, torch.Tensor) else torch.from_numpy(state.copy())
