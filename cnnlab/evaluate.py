@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from cnnlab.plots.confusion import plot_confusion
 from cnnlab.data.augment import build_pipeline
 from cnnlab.data.build import build_data
 from cnnlab.data.loading import make_loader
 from cnnlab.device import autocast
 from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, model_device
+from cnnlab.plots.confusion import plot_confusion
 from cnnlab.rundir import Run
 from cnnlab.training.losses import LOSSES
 from cnnlab.training.metrics import evaluate

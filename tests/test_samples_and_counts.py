@@ -14,6 +14,10 @@ import torch
 from conftest import CIFAR_ZIP, write_config
 from PIL import Image
 
+from cnnlab.cli import main
+from cnnlab.data.decode import decode_one
+from cnnlab.data.inspect import count_lines, train_warning
+from cnnlab.data.sources import FileTree
 from cnnlab.plots.samples import (
     PER_CLASS,
     draw_samples,
@@ -21,10 +25,6 @@ from cnnlab.plots.samples import (
     shown_classes,
     write_samples,
 )
-from cnnlab.cli import main
-from cnnlab.data.decode import decode_one
-from cnnlab.data.inspect import count_lines, train_warning
-from cnnlab.data.sources import FileTree
 from cnnlab.resolve import resolve
 from cnnlab.training import runner
 from cnnlab.training.session import build_session

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab.plots.curves import smooth
 from cnnlab.config import Config
 from cnnlab.errors import UserError
 from cnnlab.io import save_figure, writable_folder, write_json, write_text
+from cnnlab.plots.curves import smooth
 from cnnlab.progressbar import Bar
 
 BLOW_UP = 4.0  # stop once the smoothed loss exceeds this many times its best so far
@@ -91,7 +91,9 @@ def run_lr_find(cfg: Config, *, start: float = 1e-7, end: float = 10.0, steps: i
     # Where the files go is checked before any data is read.
     folder = writable_folder(out_dir, "--out") if out_dir is not None else \
         writable_folder(Path.cwd(), "--out (default: the current folder)", create=False)
-    from cnnlab.training.session import build_session  # torch, once the arguments are known to be good
+    from cnnlab.training.session import (
+        build_session,  # torch, once the arguments are known to be good
+    )
 
     sweeps = []
     for seed in range(cfg.seed, cfg.seed + seeds):

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 
 from cnnlab import distributed, rundir
-from cnnlab.plots.samples import write_samples
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
 from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
+from cnnlab.plots.samples import write_samples
 from cnnlab.rundir import Run
 from cnnlab.training.logged import metric_mode
 from cnnlab.training.progress import Reporter

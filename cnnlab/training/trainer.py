@@ -29,11 +29,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.plots.curves import plot_curves
 from cnnlab.data.augment import hard_labels
 from cnnlab.data.loader import Loader
 from cnnlab.device import Autocast
 from cnnlab.errors import DivergedError, Interrupted
+from cnnlab.plots.curves import plot_curves
 from cnnlab.rundir import Run
 from cnnlab.training.engine import Engine
 from cnnlab.training.metrics import evaluate

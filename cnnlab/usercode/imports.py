@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import Any
 
 from cnnlab.errors import ConfigError, UserError, suggest
-from cnnlab.usercode.blame import UserCodeError, add_user_file, user_code_error
+from cnnlab.usercode.blame import add_user_file, user_code_error
 
 # "file.py:Name" (any path ending in .py) or "dotted.module:Name", Name possibly dotted (Outer.Inner).
 _REFERENCE = re.compile(r"^(?P<source>.+\.py|[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<attr>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)$")
