@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cnnlab.cli_tools import Overrides, data_app, model_app, out, scratch_app
+from cnnlab.cli_tools import CodeFlag, Overrides, data_app, model_app, out, scratch_app, use_code
 from cnnlab.errors import (
     DivergedError,
     Interrupted,
@@ -46,28 +46,30 @@ def train(
     cfg = load_config(config, overrides or [])  # checked before torch is imported: a typo costs no start-up
     if nproc is not None and nproc > 1:
         _launch(["train", str(config), *(overrides or []), *(["-q"] if quiet else [])], nproc)
-    from cnnlab.training.runner import train as run_training
+    from cnnlab.api.training import train as api_train
 
     with _stoppable():
-        result = run_training(cfg, quiet=quiet)
+        run = api_train(cfg, quiet=quiet)
     if is_main_process():
-        _print_result(result.summary)
-        print(result.run_dir)
+        _print_result(run.summary)
+        print(run.path)
 
 
 @app.command()
 def resume(run_dir: Annotated[Path, typer.Argument(help="run directory to continue")],
-           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False, nproc: Nproc = None) -> None:
+           quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False, nproc: Nproc = None,
+           code: CodeFlag = "check") -> None:
     """Continue an interrupted run from its last checkpoint (with any number of processes)."""
+    use_code(code)
     if nproc is not None and nproc > 1:
-        _launch(["resume", str(run_dir), *(["-q"] if quiet else [])], nproc)
-    from cnnlab.training.runner import resume as run_resume
+        _launch(["resume", str(run_dir), "--code", code, *(["-q"] if quiet else [])], nproc)
+    from cnnlab.api.training import resume as api_resume
 
     with _stoppable():
-        result = run_resume(run_dir, quiet=quiet)
+        run = api_resume(run_dir, quiet=quiet, code=code)
     if is_main_process():
-        _print_result(result.summary)
-        print(result.run_dir)
+        _print_result(run.summary)
+        print(run.path)
 
 
 def _launch(command: list[str], nproc: int) -> None:
@@ -88,8 +90,10 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     split: Annotated[str | None, typer.Option(help="test, val or train (default: test if present, else val)")] = None,
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    code: CodeFlag = "check",
 ) -> None:
     """Loss, top-1, top-5 and per-class accuracy; writes a confusion-matrix PNG into the run."""
+    use_code(code)
     from cnnlab.evaluate import evaluate_run
 
     _check_choice("--split", split, ("test", "val", "train"))
@@ -111,8 +115,10 @@ def predict(
     input: Annotated[Path, typer.Argument(help=".npy array, pixel .csv, or folder/.zip of images")],
     out_file: Annotated[Path, typer.Option("--out", help="CSV to write")] = Path("submission.csv"),
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    code: CodeFlag = "check",
 ) -> None:
     """Write a submission CSV (image_id,label) for new images."""
+    use_code(code)
     from cnnlab.predict import predict_run
 
     _check_choice("--checkpoint", checkpoint, ("best", "last"))
@@ -126,10 +132,12 @@ def export(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
     format: Annotated[str, typer.Option("--format", help="onnx or torchscript")] = "onnx",
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    code: CodeFlag = "check",
 ) -> None:
     """Write the model as ONNX or TorchScript into RUN_DIR/export/: it takes float32 images in [0, 1]
     (normalisation folded in) and returns logits; class names in the JSON beside it; checked
     against the run's model on real images (refused when they disagree). The last line is the file."""
+    use_code(code)
     _check_choice("--format", format, ("onnx", "torchscript"))
     _check_choice("--checkpoint", checkpoint, ("best", "last"))
     from cnnlab.export import export_run
@@ -167,9 +175,11 @@ landscape: loss on the init->final line and on filter-normalised random directio
 def analyze(
     ctx: typer.Context,
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    what: Annotated[str, typer.Argument(help="kernels, features, errors, cam or landscape")],
+    what: Annotated[str, typer.Argument(help="kernels, features, errors, cam, landscape, or FILE.py:NAME")],
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    code: CodeFlag = "check",
 ) -> None:
+    use_code(code)
     from cnnlab.analysis.command import analyze as run_analysis
     from cnnlab.analysis.command import check, parse_options
 
@@ -180,7 +190,7 @@ def analyze(
     for line in found:
         out.print(line, highlight=False, markup=False)
     out.print(f"[dim]{written.forward_passes:,} images through the network, {written.seconds():.1f} s[/]")
-    print(written.run.analysis_file(what, "report.json").parent)
+    print(written.run.analysis_file(written.what, "report.json").parent)
 
 
 @app.command()
@@ -188,8 +198,10 @@ def report(
     folder: Annotated[Path, typer.Argument(help="a run directory or a study folder")],
     out_file: Annotated[Path | None, typer.Option("--out", help="file to write (default: FOLDER/report.html, or report.md)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html (one self-contained file) or md (Markdown, PNGs beside it)")] = "html",
+    code: CodeFlag = "check",
 ) -> None:
     """One file that holds a run's or a study's results, figures and config; the last line printed is the file."""
+    use_code(code)
     from cnnlab.reports.write import report as write_report
 
     print(write_report(folder, out_file, fmt))
@@ -200,8 +212,10 @@ def compare(
     run_dirs: Annotated[list[Path], typer.Argument(help="two run directories or more")],
     out_file: Annotated[Path | None, typer.Option("--out", help="file to write (default: compare.html here)")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html or md")] = "html",
+    code: CodeFlag = "check",
 ) -> None:
     """Runs side by side: their numbers, the config keys that differ, their curves overlaid; prints the file."""
+    use_code(code)
     from cnnlab.reports.write import compare as write_compare
 
     print(write_compare(run_dirs, out_file, fmt))
@@ -343,6 +357,9 @@ def main(argv: list[str] | None = None) -> int:
             return _one_line(interrupted, 130)
         return code
     except UserError as e:
+        details = getattr(e, "details", "")  # the user's own traceback, when their code raised
+        if details and is_main_process():
+            print(details, file=sys.stderr)
         return _one_line(f"cnnlab: error: {e}", e.exit_code)
     except DivergedError as e:
         return _one_line(f"cnnlab: diverged: {e}", e.exit_code)

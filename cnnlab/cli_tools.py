@@ -21,6 +21,16 @@ scratch_app = typer.Typer(no_args_is_help=True, help="The NumPy engine: check it
 out = Console(soft_wrap=True)
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides, e.g. optim.lr=0.01 train.epochs=3")]
+CodeFlag = Annotated[str, typer.Option(
+    "--code", help="the run's own code (imports:, FILE.py:NAME): check (refuse a file gone or changed since the run), "
+    "stored (the copies the run kept) or current (the files as they are now)")]
+
+
+def use_code(code: str) -> None:
+    """--code: how a reopened run's user files are imported (cnnlab/usercode/record.py)."""
+    from cnnlab.usercode.record import set_policy
+
+    set_policy(code)  # type: ignore[arg-type]
 
 
 @data_app.command("inspect")

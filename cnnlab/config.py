@@ -34,7 +34,7 @@ class _Open(BaseModel):
 
 class DataConfig(_Open):
     format: str
-    path: str
+    path: str = ""  # every built-in format needs it; a format of your own may read from elsewhere
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     limit_train: int | None = Field(None, gt=0)
     limit_val: int | None = Field(None, gt=0)
@@ -152,17 +152,24 @@ class TrainConfig(_Strict):
 
 
 class Config(_Strict):
+    # The user's own code, imported before anything else is checked: Python files (relative to the
+    # config file) and module names; what they register is known to every command (cnnlab/usercode/).
+    imports: list[str] = Field(default_factory=list)
     name: str | None = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     engine: Literal["torch", "scratch"] = "torch"  # scratch: the NumPy engine (cnnlab.scratch)
     data: DataConfig
-    augment: list[dict[str, Any]] = Field(default_factory=list)
+    # Ops in any written form (a name, a one-key mapping, {name: ...}); resolve.py normalises and
+    # checks them against the registry once imports: are loaded.
+    augment: list[Any] = Field(default_factory=list)
     model: ModelConfig
     optim: OptimConfig = Field(default_factory=OptimConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    # Callbacks (cnnlab.Callback) by name or reference, written like augment: ops.
+    callbacks: list[Any] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form: the resolved config written into every run directory."""

@@ -13,7 +13,7 @@ from cnnlab.errors import UserError
 from cnnlab.inference import load_run_model, model_device
 from cnnlab.plots.confusion import plot_confusion
 from cnnlab.rundir import Run
-from cnnlab.training.losses import LOSSES
+from cnnlab.training.losses import build_loss
 from cnnlab.training.metrics import evaluate
 from cnnlab.training.tta import with_tta
 
@@ -37,7 +37,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
                         f"but {run.name} was trained on {info['input_shape']} (C, H, W)")
     loader = make_loader(splits[split], pipeline, cfg.train.eval_batch_size, device, bundle.scale, info["mean"],
                          info["std"], workers=cfg.data.workers)
-    loss_fn = LOSSES.build(cfg.loss, num_classes=len(info["classes"]))
+    loss_fn = build_loss(cfg.loss, len(info["classes"]), (info.get("class_counts") or {}).get("train"))
     ev = evaluate(with_tta(model, cfg.train.tta), loader, loss_fn, len(info["classes"]), autocast(cfg.train.amp, device))
     png = run.confusion_png(split, which)
     plot_confusion(ev.confusion.numpy(), info["classes"], png,

@@ -10,6 +10,7 @@ from cnnlab.config import Config
 from cnnlab.device import resolve_device
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
+from cnnlab.reopen import run_config
 from cnnlab.rundir import Run
 from cnnlab.training.engines import engine_type
 
@@ -22,7 +23,7 @@ def model_device(model: Any) -> torch.device:
 
 def load_run_model(run: Run, which: Literal["best", "last"] = "best") -> tuple[Config, dict[str, Any], Any, dict]:
     """(config, data info, model in eval mode on the run's device with the checkpoint's weights, checkpoint)."""
-    cfg = run.check().config
+    cfg = run_config(run.check())
     info = run.data_info
     payload = run.checkpoint(which)
     kind = engine_type(cfg)
@@ -39,7 +40,7 @@ def load_run_model(run: Run, which: Literal["best", "last"] = "best") -> tuple[C
 def load_torch_model(run: Run, which: Literal["best", "last"] = "best") -> tuple[Config, dict[str, Any], torch.nn.Module, dict]:
     """Like load_run_model, but always the torch module config.yaml builds, on the CPU, in eval mode
     (a NumPy-engine run's weights are put back into it): what export and the analyses work on."""
-    cfg = run.check().config
+    cfg = run_config(run.check())
     info = run.data_info
     payload = run.checkpoint(which)
     torch.manual_seed(cfg.seed)

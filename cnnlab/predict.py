@@ -50,22 +50,30 @@ def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tens
     return [ids[i] for i in kept], torch.from_numpy(x)
 
 
-def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best", "last"] = "best") -> tuple[Path, int]:
-    """Write `out` atomically; return its path and the number of rows."""
-    out = writable_file(out, "--out")  # before the model and images are loaded
-    cfg, info, model, _ = load_run_model(Run(run_dir), which)
-    ids, x = read_inputs(Path(input_path), info)
+def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "best") -> torch.Tensor:
+    """Class probabilities (N, K) of the run's model for images shaped like its stored training
+    images (uint8 0..255 or floats as the data held them), seen as evaluation sees them."""
+    cfg, info, model, _ = load_run_model(run, which)
     device = model_device(model)
     # The run's deterministic ops (resize, center_crop) apply here as they did in training.
     pipeline = build_pipeline(cfg.augment, tuple(x.shape[1:]), len(info["classes"]))
-    loader = BatchLoader(Split(x, None, ids), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],
+    loader = BatchLoader(Split(x, None, None), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],
                          info["std"], augment=pipeline.eval_ops)
-    preds = []
+    out = []
     scorer = with_tta(model, cfg.train.tta)  # the same test-time augmentation as the run's evaluation
     with torch.inference_mode():
         for xb, _ in loader:
-            preds.append(scorer(xb).argmax(1).cpu())
-    labels = torch.cat(preds).tolist()
+            out.append(torch.softmax(scorer(xb).float(), 1).cpu())
+    return torch.cat(out)
+
+
+def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best", "last"] = "best") -> tuple[Path, int]:
+    """Write `out` atomically; return its path and the number of rows."""
+    out = writable_file(out, "--out")  # before the model and images are loaded
+    run = Run(run_dir)
+    info = run.data_info
+    ids, x = read_inputs(Path(input_path), info)
+    labels = probabilities(run, x, which).argmax(1).tolist()
     values = info["label_values"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

@@ -1,9 +1,13 @@
 """A raw config checked against the schema and the registries: the one way to get a Config.
 
 This module sits above the registries (formats, models, optimizers, schedules, losses,
-augmentations), which know nothing of it; config.py, below them all, knows none of them.
-Every registry imports torch lazily, so a config is checked, and a typo answered with its
+augmentations, callbacks), which know nothing of it; config.py, below them all, knows none of
+them. Every registry imports torch lazily, so a config is checked, and a typo answered with its
 "did you mean", before torch is imported.
+
+The order matters: the fixed sections first (a typo in train: is answered before any user code
+runs), then the user's `imports:` (what they register becomes known), then every registered
+thing's options, built-in and user-written alike.
 """
 
 from __future__ import annotations
@@ -32,8 +36,11 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import MODELS
 from cnnlab.registry import Registry, format_validation_error
 from cnnlab.training import losses
+from cnnlab.training.callbacks import CALLBACKS
 from cnnlab.training.optim import OPTIMIZERS
 from cnnlab.training.schedule import SCHEDULES
+from cnnlab.usercode import load_imports
+from cnnlab.usercode.paths import absolutize
 
 _PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds pydantic itself raises
 REGISTRIES: dict[str, Registry] = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": losses.LOSSES,
@@ -44,7 +51,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     """Read a YAML config, apply KEY=VALUE overrides, validate everything, resolve defaults."""
     path = Path(path)
     raw = read_yaml(path)
+    absolutize(raw, path.resolve().parent)  # user files named in the file: relative to the file
     apply_overrides(raw, overrides)
+    absolutize(raw, Path.cwd())  # ... and on the command line: relative to where it is typed
     raw.setdefault("name", path.stem)
     try:
         return resolve(raw)
@@ -68,7 +77,8 @@ def accepted_options(section: str, name: Any) -> set[str] | None:
 def resolve(raw: dict[str, Any]) -> Config:
     """Validate a raw config dict (fixed sections, then each registered thing's options)."""
     raw = copy.deepcopy(raw)
-    raw["augment"] = normalize_augment(raw.get("augment"))
+    if raw.get("augment") is None:
+        raw["augment"] = []
     try:
         cfg = Config.model_validate(raw)
     except pydantic.ValidationError as e:
@@ -84,6 +94,7 @@ def resolve(raw: dict[str, Any]) -> Config:
             detail["type"] = PydanticCustomError(first["type"], first["msg"])
         sub = pydantic.ValidationError.from_exception_data(e.title, [detail])  # type: ignore[list-item]
         raise ConfigError(format_validation_error(sub, section, known)) from None
+    load_imports(cfg.imports)
     return _validate_registered(cfg)
 
 
@@ -97,15 +108,36 @@ def _validate_registered(cfg: Config) -> Config:
         known = sorted(k for k in model_cls.model_fields if k != selector)
         resolved = REGISTRIES[section].validate(settings[selector], extra, section, also_known=known)
         setattr(cfg, section, model_cls.model_validate({**fixed, **resolved}))
+    if not cfg.data.path and "path" in FORMATS.get(cfg.data.format).context:
+        raise ConfigError("data.path: required key is missing")
 
-    cfg.augment = resolve_ops(cfg.augment)  # nested op lists too, with the same "did you mean" errors
+    cfg.augment = resolve_ops(normalize_augment(cfg.augment))  # nested op lists too, with the same "did you mean" errors
+    cfg.callbacks = resolve_callbacks(cfg.callbacks)
+    for name, key in (("early_stop", "train.early_stop"), ("tensorboard", "train.tensorboard")):
+        if name in [c["name"] for c in cfg.callbacks] and getattr(cfg.train, key.split(".")[1]):
+            raise ConfigError(f"callbacks: {name} is also set by {key}; keep one of them")
     mixing = mixes_labels(cfg.augment)
-    if mixing and cfg.loss.name not in losses.SOFT_TARGET_LOSSES:
+    if mixing and not losses.takes_soft_targets(cfg.loss.name):
         raise ConfigError(
             f"loss.name: '{cfg.loss.name}' cannot learn from the class probabilities that augment's {mixing} "
             f"produces; use a loss that can ({', '.join(sorted(losses.SOFT_TARGET_LOSSES))}) or remove {mixing}"
         )
     return cfg
+
+
+def resolve_callbacks(items: Any) -> list[dict[str, Any]]:
+    """`callbacks:` items (a name, a one-key mapping of options, or {name: ...}) checked against
+    the callback registry, defaults filled in."""
+    out = []
+    for i, item in enumerate(normalize_augment(items, "callbacks", CALLBACKS)):
+        where = f"callbacks[{i}]"
+        opts = {k: v for k, v in item.items() if k != "name"}
+        out.append({"name": item["name"], **CALLBACKS.validate(item["name"], opts, where, where)})
+    names = [c["name"] for c in out]
+    twice = next((n for n in names if names.count(n) > 1), None)
+    if twice is not None:
+        raise ConfigError(f"callbacks: '{twice}' is listed twice; list each callback once")
+    return out
 
 
 __all__ = ["Config", "DataConfig", "accepted_options", "apply_overrides", "load_config", "resolve"]

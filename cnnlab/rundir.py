@@ -18,6 +18,8 @@ runs/<name>-<timestamp>/
   traceback.txt     a study run that raised: what it raised
   lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
   tb/               TensorBoard event files, with train.tensorboard: true
+  code.json, code/  the user's own code the run used (imports: and references): each file's path and
+                    SHA-256 and a copy of it, so the run explains itself and reopens with the same code
   report.html       written by `cnnlab report` (report.md and report_files/ with --format md)
   export/           what `cnnlab export` writes: model-<checkpoint>.onnx or model-<checkpoint>.torchscript.pt,
                     and beside each its JSON (input, classes, parity): model-<checkpoint>.<format>.json
@@ -41,13 +43,12 @@ import yaml
 
 from cnnlab import checkpoints, lease
 from cnnlab.config import Config, read_yaml
-from cnnlab.errors import ConfigError, UserError
-from cnnlab.io import writable_folder, write_json, write_jsonl, write_text
-from cnnlab.resolve import resolve
+from cnnlab.errors import UserError
+from cnnlab.io import writable_folder, write_bytes, write_json, write_jsonl, write_text
 
-CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE = (
+CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE, CODE = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
-    "steps.csv", "samples.png", "probe.csv")
+    "steps.csv", "samples.png", "probe.csv", "code.json")
 # probe.csv's columns (cnnlab/training/probe.py says what each means); integers first.
 PROBE_COLUMNS = ("step", "epoch", "lr", "size", "eta", "loss", "grad_change", "beta", "loss0", "grad_norm")
 _PROBE_INTS = ("step", "epoch", "size")
@@ -103,9 +104,9 @@ class Run:
 
     # ------------------------------------------------------------------ reading
 
-    @property
-    def config(self) -> Config:
-        """The resolved config, validated again (the code may have changed since)."""
+    def config_raw(self) -> dict[str, Any]:
+        """config.yaml as plain data, ready to be resolved again (cnnlab/reopen.py does); a
+        UserError naming the file when it is missing or not YAML."""
         path = self.check().path / CONFIG
         raw = read_yaml(path)  # its errors name the file
         data = raw.get("data")
@@ -113,10 +114,16 @@ class Run:
             # Written before data.limit_mode existed, when limit_train took the first N: keep
             # that, so the run resumes and evaluates on the images it started with.
             data["limit_mode"] = "first"
-        try:
-            return resolve(raw)
-        except ConfigError as e:
-            raise UserError(f"{path}: {e}") from None
+        return raw
+
+    def code_manifest(self) -> dict[str, Any] | None:
+        """code.json: the user code the run used (None for a run without any, or from before it existed)."""
+        path = self.path / CODE
+        return _read_json(path) if path.is_file() else None
+
+    def code_copy(self, relative: str) -> Path:
+        """Where a stored copy of a user file lives (code.json names it relative to the run)."""
+        return self.path / relative
 
     def raw_config(self) -> dict[str, Any] | None:
         """config.yaml as written, or None when it is missing or damaged (studies compare it)."""
@@ -247,6 +254,12 @@ class Run:
     def write_data_info(self, info: dict[str, Any]) -> None:
         write_json(self.path / DATA, info)
 
+    def write_code(self, manifest: dict[str, Any], copies: dict[str, str]) -> None:
+        """code.json and the copies it names (relative path -> the file to copy there)."""
+        for relative, source in copies.items():
+            write_bytes(self.path / relative, Path(source).read_bytes())
+        write_json(self.path / CODE, manifest)
+
     def write_history(self, history: list[dict[str, Any]]) -> None:
         write_jsonl(self.path / METRICS, history)
 
@@ -359,6 +372,9 @@ class Follower(Run):
         pass
 
     def write_data_info(self, info: dict[str, Any]) -> None:
+        pass
+
+    def write_code(self, manifest: dict[str, Any], copies: dict[str, str]) -> None:
         pass
 
     def write_history(self, history: list[dict[str, Any]]) -> None:

@@ -176,7 +176,7 @@ class StopAt:
     def __call__(self, epoch: int, metrics: dict) -> None:
         pass
 
-    def before_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+    def on_batch_start(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
         if step == self.at:
             raise KeyboardInterrupt
 

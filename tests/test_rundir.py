@@ -14,6 +14,7 @@ from conftest import ROOT, write_config
 from cnnlab import checkpoints, rundir
 from cnnlab.errors import UserError
 from cnnlab.lazy import LazyModule, lazy
+from cnnlab.reopen import run_config
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run
 
@@ -24,7 +25,7 @@ def test_a_run_written_and_read_back(tmp_path):
     assert run.path.is_dir() and run.name.startswith("t-")
     assert rundir.create(tmp_path / "runs", "t").path != run.path  # same second: another folder
     run.write_config(cfg)
-    assert run.config == cfg and run.raw_config() == cfg.to_dict()
+    assert run_config(run) == cfg and run.raw_config() == cfg.to_dict()
     run.write_data_info({"classes": ["a", "b"], "input_shape": [1, 28, 28]})
     assert run.data_info["classes"] == ["a", "b"]
     assert run.history == [] and not run.has_checkpoint("last") and not run.resumable()
@@ -64,9 +65,9 @@ def test_checkpoints_of_both_formats_round_trip(fmt, tmp_path):
 
 def test_unreadable_runs_are_one_line_user_errors(tmp_path):
     with pytest.raises(UserError, match="no such run directory"):
-        Run(tmp_path / "nope").config  # noqa: B018
+        Run(tmp_path / "nope").config_raw()
     with pytest.raises(UserError, match="not a run directory"):
-        Run(tmp_path).config  # noqa: B018
+        run_config(Run(tmp_path))
     with pytest.raises(UserError, match="has not finished an epoch"):
         Run(tmp_path).checkpoint("best")
     (tmp_path / "summary.json").write_text("{")

@@ -21,7 +21,7 @@ from cnnlab.training.losses import LOSSES, l2_parameters
 from cnnlab.training.progress import Reporter
 from cnnlab.training.runner import resume, train
 from cnnlab.training.session import build_session
-from cnnlab.training.trainer import StopTraining
+from cnnlab.callbacks import StopTraining
 
 ONE_EPOCH = {"epochs": 1}  # 3 steps of 64 images: exact replays stay within float tolerance
 
@@ -288,22 +288,22 @@ def test_ema_averages_weights_and_batchnorm_buffers(mnist_small, tmp_path):
 
 def test_early_stopping_rule():
     stopper = EarlyStopping("val_loss", patience=2, min_delta=0.05)
-    stopper(1, {"val_loss": 1.0})
-    stopper(2, {"val_loss": 0.96})  # better, but not by more than min_delta
+    stopper.on_epoch_end(1, {"val_loss": 1.0})
+    stopper.on_epoch_end(2, {"val_loss": 0.96})  # better, but not by more than min_delta
     assert stopper.bad_epochs == 1 and stopper.note() == "no val_loss gain 1/2"
-    stopper(3, {"val_loss": 0.9})
+    stopper.on_epoch_end(3, {"val_loss": 0.9})
     assert (stopper.best, stopper.best_epoch, stopper.bad_epochs) == (0.9, 3, 0)
-    stopper(4, {"val_loss": 0.95})
+    stopper.on_epoch_end(4, {"val_loss": 0.95})
     with pytest.raises(StopTraining) as e:
-        stopper(5, {"val_loss": 0.91})
+        stopper.on_epoch_end(5, {"val_loss": 0.91})
     assert e.value.status == "early_stopped"
     assert e.value.reason == ("early stop after epoch 5: val_loss did not improve by more than 0.05 "
                               "for 2 epochs (best 0.9 at epoch 3)")
     acc = EarlyStopping("val_acc", patience=1)  # auto mode: accuracy is maximised
-    acc(1, {"val_acc": 0.5})
-    acc(2, {"val_acc": 0.6})
+    acc.on_epoch_end(1, {"val_acc": 0.5})
+    acc.on_epoch_end(2, {"val_acc": 0.6})
     with pytest.raises(StopTraining):
-        acc(3, {"val_acc": 0.6})
+        acc.on_epoch_end(3, {"val_acc": 0.6})
 
 
 def test_early_stop_ends_the_run_and_its_counters_resume(mnist_small, tmp_path, capsys):

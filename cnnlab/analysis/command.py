@@ -16,7 +16,22 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.registry import format_validation_error
+from cnnlab.reopen import run_config
 from cnnlab.rundir import Run
+from cnnlab.usercode.imports import is_reference, split_reference
+
+
+def folder_name(what: str) -> str:
+    """Where an analysis's files go in RUN/analysis/: its name (a reference's function name)."""
+    return split_reference(what)[1] if is_reference(what) else what
+
+
+def _absolute(what: str) -> str:
+    if is_reference(what) and not what.startswith("object:"):
+        source, attr = split_reference(what)
+        if source.endswith(".py"):
+            return f"{Path(source).expanduser().resolve()}:{attr}"
+    return what
 
 
 def parse_options(args: list[str]) -> dict[str, Any]:
@@ -72,16 +87,22 @@ def check(what: str, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def analyze(run_dir: Path, what: str, options: dict[str, Any], which: str = "best") -> tuple[list[str], Any]:
-    """Run analysis `what` on the run; returns its findings (lines) and its Outputs."""
+    """Run analysis `what` on the run; returns its findings (lines) and its Outputs. `what` may be
+    the user's own: FILE.py:NAME (relative to the current folder), MODULE:NAME, or a name their
+    code registers (the run's imports: are loaded first to know it)."""
     from cnnlab.analysis.catalog import ANALYSES
 
+    what = _absolute(what)
+    if not is_reference(what) and what not in ANALYSES.names():
+        Run(run_dir).check()
+        run_config(Run(run_dir))  # imports the run's own code, which may register it
     settings = check(what, options)
     Run(run_dir).check()
     from cnnlab.analysis.outputs import Outputs
     from cnnlab.analysis.subject import load
 
     subject = load(run_dir, which)
-    out = Outputs(subject.run, what)
+    out = Outputs(subject.run, folder_name(what))
     found = ANALYSES.build({"what": what, **settings}, subject=subject, out=out) or []
     out.json("report.json", {
         "analysis": what, "options": settings, "checkpoint": which, "epoch": subject.payload.get("epoch"),

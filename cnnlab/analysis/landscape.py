@@ -272,7 +272,7 @@ def landscape(subject: Subject, out: Outputs,
               batch: Annotated[int, Field(ge=1, le=65536)] = 256,
               se_batch: Annotated[int, Field(ge=1, le=65536)] = 64,
               compile: Literal["auto", True, False] = "auto") -> list[str]:
-    from cnnlab.training.losses import LOSSES
+    from cnnlab.training.losses import build_loss
 
     started = time.perf_counter()
     split_name, split = subject.split("train")
@@ -284,7 +284,7 @@ def landscape(subject: Subject, out: Outputs,
     # A seeded shuffle: the SE groups are exchangeable samples, not runs of one class.
     idx = [idx[i] for i in np.random.default_rng(seed).permutation(len(idx))][: groups * group]
     x, y = subject.batch(split, idx)
-    loss_fn = LOSSES.build(subject.cfg.loss, num_classes=len(subject.classes))
+    loss_fn = build_loss(subject.cfg.loss, len(subject.classes), (subject.info.get("class_counts") or {}).get("train"))
     net = subject.network()
     for p in net.parameters():
         p.requires_grad_(False)

@@ -11,5 +11,5 @@ from __future__ import annotations
 
 from cnnlab.registry import Registry
 
-ANALYSES = Registry("analysis", "analyze", "what")
 CONTEXT = ("subject", "out")
+ANALYSES = Registry("analysis", "analyze", "what", context=CONTEXT)

@@ -24,6 +24,7 @@ from cnnlab.data.types import AnySplit, DataBundle
 from cnnlab.device import resolve_device
 from cnnlab.errors import UserError
 from cnnlab.models import build_model
+from cnnlab.reopen import run_config
 from cnnlab.rundir import Run
 from cnnlab.training.engines import engine_type
 
@@ -145,7 +146,7 @@ class Subject:
 def load(run_dir: Path, which: str = "best") -> Subject:
     """The run at run_dir with checkpoint `which`; a UserError when it has none."""
     run = Run(run_dir)
-    cfg = run.check().config
+    cfg = run_config(run.check())
     info = run.data_info
     payload = run.checkpoint(which)
     device = resolve_device(engine_type(cfg).device(cfg))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,18 +22,27 @@ from cnnlab.data.formats import FORMATS
 from cnnlab.data.split import kfold_split, stratified_split, stratified_subset
 from cnnlab.data.stats import channel_stats, value_scale
 from cnnlab.data.types import AnySplit, DataBundle, RawDataset, Split
+from cnnlab.data.user import read_user_format
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.lazy import lazy
+from cnnlab.usercode.imports import is_reference, short
 
 torch = lazy("torch")
 
-def read_raw(data: DataConfig) -> RawDataset:
-    """Run the configured format reader on the configured path."""
-    path = Path(data.path).expanduser()
-    if not path.exists():
+def read_raw(data: DataConfig, seed: int = 0) -> RawDataset:
+    """Run the configured format reader on the configured path (a user's format: on whatever it takes)."""
+    entry = FORMATS.get(data.format)
+    path = Path(data.path).expanduser() if data.path else None
+    if path is not None and not path.exists():
         raise DataError(f"data.path: {path} does not exist; point it at your dataset")
-    raw = FORMATS.build(data, path=path, cache_dir=_cache_dir(data))
-    _check_shapes(raw, path)
+    context = {"path": path, "cache_dir": _cache_dir(data), "seed": seed}
+    if entry.origin is None:
+        raw = FORMATS.build(data, **context)
+    else:
+        label = short(data.format)
+        call = functools.partial(FORMATS.build, data, **context)
+        raw = read_user_format(call, "split" in entry.context, label)
+    _check_shapes(raw, path or Path(short(data.format)))
     return raw
 
 
@@ -42,8 +52,9 @@ def build_data(data: DataConfig, seed: int, device: torch.device | None = None) 
     lister = LISTERS.get(data.format)
     if lister is None or data.in_memory is True:
         if data.in_memory is False:
-            raise ConfigError(f"data.in_memory: the {data.format} format holds arrays, not image files, so it is "
-                              "always read into memory; remove data.in_memory or set it to auto")
+            what = (f"the {data.format} format holds arrays, not image files, so it is" if not is_reference(data.format)
+                    else f"a format of your own ({short(data.format)}) is")
+            raise ConfigError(f"data.in_memory: {what} always read into memory; remove data.in_memory or set it to auto")
         return _in_memory(data, seed)
     options = _format_options(data)
     path = Path(data.path).expanduser()
@@ -57,7 +68,7 @@ def build_data(data: DataConfig, seed: int, device: torch.device | None = None) 
 
 
 def _in_memory(data: DataConfig, seed: int) -> DataBundle:
-    raw = read_raw(data)
+    raw = read_raw(data, seed)
     if data.shuffle:
         raw = _shuffled(raw, data, seed)
     train, test, test_notes = _test_split(data, seed, raw.train, raw.test)
@@ -69,7 +80,7 @@ def _in_memory(data: DataConfig, seed: int) -> DataBundle:
         mean, std = [0.0] * train.x.shape[1], [1.0] * train.x.shape[1]
     return DataBundle(
         train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
-        mean=mean, std=std, scale=scale, format=data.format, path=str(Path(data.path).expanduser().resolve()),
+        mean=mean, std=std, scale=scale, format=data.format, path=_where(data),
         val_source=val_source, notes=[*raw.notes, *test_notes],
     )
 
@@ -178,6 +189,11 @@ def _check_folds(data: DataConfig) -> None:
         raise ConfigError("data.fold: data.fold and data.folds go together; set both (e.g. data.folds=5 data.fold=0) or neither")
     if data.folds is not None and data.fold >= data.folds:
         raise ConfigError(f"data.fold: {data.fold} is out of range for data.folds={data.folds}; use 0..{data.folds - 1}")
+
+
+def _where(data: DataConfig) -> str:
+    """The dataset's path as data.json records it (a user format without one: its reference)."""
+    return str(Path(data.path).expanduser().resolve()) if data.path else data.format
 
 
 def _format_options(data: DataConfig) -> dict:

@@ -5,5 +5,5 @@ from __future__ import annotations
 
 from cnnlab.registry import Registry
 
-MODELS = Registry("model", "model")
+MODELS = Registry("model", "model", context=("in_channels", "num_classes", "input_size", "input_shape"))
 CONTEXT = ("in_channels", "num_classes", "input_size")

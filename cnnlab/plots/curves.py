@@ -28,6 +28,16 @@ def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_p
     """Draw and atomically save the two-panel training figure."""
     import matplotlib.pyplot as plt
 
+    fig = curves_figure(history, step_losses, steps_per_epoch, title)
+    save_figure(fig, path, dpi=110)
+    plt.close(fig)
+
+
+def curves_figure(history: list[dict[str, Any]], step_losses: list[float], steps_per_epoch: int,
+                  title: str = "") -> Any:
+    """The training figure as a matplotlib Figure (curves.png's, or a notebook's cnnlab.Run.plot())."""
+    import matplotlib.pyplot as plt
+
     top5 = any(m.get(f"{split}_top5") is not None for m in history for split in ("val", "test"))
     fig, axes = plt.subplots(1, 3 if top5 else 2, figsize=(16 if top5 else 11, 4))
     ax_loss, ax_acc = axes[0], axes[1]
@@ -56,8 +66,7 @@ def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_p
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}

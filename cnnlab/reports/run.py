@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import UserError
+from cnnlab.reopen import run_config
 from cnnlab.reports import analyses, sections
 from cnnlab.reports.doc import (
     Code,
@@ -65,7 +66,7 @@ def read(run_dir: Any) -> RunInfo:
         data = None
     info = RunInfo(run, summary, run.history, data, run.holder(), run.died())
     try:
-        info.cfg = run.config
+        info.cfg = run_config(run)
     except UserError as e:
         info.cfg_problem = str(e)
     return info

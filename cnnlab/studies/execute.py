@@ -13,12 +13,12 @@ from typing import Any
 
 import torch
 
+from cnnlab.callbacks import Callback
 from cnnlab.config import Config
 from cnnlab.errors import DivergedError, UserError
 from cnnlab.lease import HOST
 from cnnlab.rundir import Run
 from cnnlab.training import runner
-from cnnlab.training.trainer import Callback
 
 SPLITS = ("train", "val", "test")
 KINDS = ("loss", "acc", "top5")

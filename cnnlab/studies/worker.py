@@ -17,13 +17,13 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from cnnlab.callbacks import Callback, StopTraining
 from cnnlab.lease import Heartbeat
 from cnnlab.studies.execute import run_unit
 from cnnlab.studies.plan import Plan, Unit, search_variant, trial_key
 from cnnlab.studies.spec import Param, choice_value, epoch_metric
 from cnnlab.studies.store import Store, key_of
 from cnnlab.studies.table import OK
-from cnnlab.training.trainer import StopTraining
 
 POLL_S = 2.0
 
@@ -166,20 +166,10 @@ class Worker:
         if not self.store.finish(claim.number, result):
             self.say(f"trial {claim.number} ({claim.key}) was taken over by another worker; its result is not recorded")
 
-    def _pruning(self, trial: optuna.Trial, unit_index: int, epochs: int) -> Callable[[int, dict], None]:
+    def _pruning(self, trial: optuna.Trial, unit_index: int, epochs: int) -> Pruning:
         """Report each epoch's metric to Optuna; stop the run when the pruner says so."""
-        name = epoch_metric(self.study.spec.metric)
-
-        def callback(epoch: int, metrics: dict[str, Any]) -> None:
-            value = metrics.get(name)
-            if value is None or not math.isfinite(value):
-                return
-            trial.report(value, step=unit_index * epochs + epoch)
-            if trial.should_prune():
-                raise StopTraining("pruned", f"pruned by the {self.study.spec.search.pruner} pruner "
-                                             f"after epoch {epoch} ({name} {value:.4f})")
-
-        return callback
+        return Pruning(trial, epoch_metric(self.study.spec.metric), unit_index * epochs,
+                       self.study.spec.search.pruner)
 
     def _result(self, rows: list[dict[str, Any]], planned: int) -> dict[str, Any]:
         """What the storage keeps for a trial: its rows, and the value Optuna ranks it by."""
@@ -206,6 +196,22 @@ class Worker:
         extra = " (finished before, reused)" if row.get("reused") else ""
         reason = f": {row['reason']}" if row["status"] in ("failed", "diverged") and row.get("reason") else ""
         return f"{unit.variant.label} seed {unit.seed}{fold}: {row['status']}{shown}{wall}{extra}{reason}"
+
+
+class Pruning(Callback):
+    """A search trial's callback: each epoch's metric to Optuna, and a stop when its pruner says so."""
+
+    def __init__(self, trial: optuna.Trial, metric: str, offset: int, pruner: str):
+        self.trial, self.metric, self.offset, self.pruner = trial, metric, offset, pruner
+
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        value = metrics.get(self.metric)
+        if value is None or not math.isfinite(value):
+            return
+        self.trial.report(value, step=self.offset + epoch)
+        if self.trial.should_prune():
+            raise StopTraining("pruned", f"pruned by the {self.pruner} pruner after epoch {epoch} "
+                                         f"({self.metric} {value:.4f})")
 
 
 def _suggest(trial: optuna.Trial, p: Param) -> Any:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
+
+from cnnlab.callbacks import CALLBACKS, Callback, StopTraining
 from cnnlab.training.logged import metric_mode
-from cnnlab.training.trainer import StopTraining
 
 
-class EarlyStopping:
+class EarlyStopping(Callback):
     """Stop after `patience` epochs in a row in which `monitor` did not beat its best by more than min_delta."""
 
     state_key = "early_stop"  # where the trainer keeps this callback's counters in last.pt
@@ -29,7 +31,7 @@ class EarlyStopping:
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def __call__(self, epoch: int, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         value = float(metrics[self.monitor])
         if self._improved(value):
             self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
@@ -50,3 +52,12 @@ class EarlyStopping:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+
+
+@CALLBACKS.register("early_stop")
+def early_stop(monitor: str = "val_acc", patience: Annotated[int, Field(ge=1)] = 5,
+               mode: Literal["auto", "min", "max"] = "auto",
+               min_delta: Annotated[float, Field(ge=0.0)] = 0.0) -> EarlyStopping:
+    """Stop a run whose `monitor` has not beaten its best by more than min_delta for `patience` epochs
+    (also written train.early_stop: {...})."""
+    return EarlyStopping(monitor, patience, mode, min_delta)

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from cnnlab.config import LossConfig
 from cnnlab.errors import ConfigError
 from cnnlab.lazy import lazy
 from cnnlab.registry import Registry
+from cnnlab.usercode.blame import add_code_of, blame
+from cnnlab.usercode.imports import short
 
 torch = lazy("torch")
 nn = lazy("torch.nn")
 
-LOSSES = Registry("loss", "loss")
+LOSSES = Registry("loss", "loss", context=("num_classes", "class_counts"), data_params=2)
 # Losses that accept (B, K) class probabilities as targets, as mixup and cutmix produce;
-# a config combining any other loss with them is rejected before training.
+# a config combining any other loss with them is rejected before training. A user's loss says it
+# does with an attribute `soft_targets = True` on its class or function.
 SOFT_TARGET_LOSSES: set[str] = {"cross_entropy"}
+
+
+def takes_soft_targets(name: str) -> bool:
+    if name in SOFT_TARGET_LOSSES:
+        return True
+    entry = LOSSES.get(name)
+    return entry.origin is not None and bool(getattr(entry.source, "soft_targets", False))
 
 
 @LOSSES.register("cross_entropy", context=("num_classes",))
@@ -62,3 +72,35 @@ def build_penalty(loss: LossConfig, model: nn.Module) -> L2Penalty | None:
     if not params:
         raise ConfigError(f"loss.l2_params: '{loss.l2_params}' selects no parameters of this model; use 'all'")
     return L2Penalty(params, loss.l2)
+
+
+def build_loss(loss: LossConfig, num_classes: int, class_counts: list[int] | None = None) -> Any:
+    """The data loss `loss:` names, for this many classes. A user's own loss (a class, or a
+    function(logits, targets, ...)) is tried on a small batch first: it must return a scalar that
+    depends on the logits, or one line says what it returned instead."""
+    counts = list(class_counts) if class_counts is not None else [1] * num_classes
+    fn = LOSSES.build(loss, num_classes=num_classes, class_counts=counts)
+    if LOSSES.get(loss.name).origin is None:
+        return fn
+    label = f"loss.name: '{short(loss.name)}'"
+    if not callable(fn):
+        raise ConfigError(f"{label} built a {type(fn).__name__}, which cannot be called as loss(logits, targets)")
+    add_code_of(fn)
+    logits = torch.zeros(2, num_classes, requires_grad=True)
+    targets = torch.arange(2) % num_classes
+    try:
+        value = fn(logits, targets)
+    except Exception as e:
+        err = blame(e, f"{label} failed on logits of shape (2, {num_classes}) and class-index targets {targets.tolist()}")
+        if err is None:
+            raise
+        raise err from None
+    if not isinstance(value, torch.Tensor):
+        raise ConfigError(f"{label} returned a {type(value).__name__}, expected a scalar tensor (a 0-d torch.Tensor)")
+    if value.dim() != 0:
+        raise ConfigError(f"{label} returned a tensor of shape {tuple(value.shape)}, expected a scalar (0-d); reduce it, "
+                          "e.g. with .mean()")
+    if not value.requires_grad:
+        raise ConfigError(f"{label} returned a value that does not depend on the logits (no gradient flows back "
+                          "through it); compute it from the logits with torch operations")
+    return fn

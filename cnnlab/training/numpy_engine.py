@@ -23,7 +23,9 @@ from cnnlab.config import Config
 from cnnlab.data.augment import mixes_labels
 from cnnlab.device import Autocast
 from cnnlab.errors import ConfigError
+from cnnlab.models import MODELS
 from cnnlab.training.engine import StepResult
+from cnnlab.usercode.imports import is_reference, short
 
 LAYERS = "Conv2d, BatchNorm1d/2d, ReLU, LeakyReLU, Sigmoid, Tanh, Softplus, Dropout, MaxPool2d, AvgPool2d, Flatten, Linear"
 
@@ -51,6 +53,9 @@ class NumpyEngine:
     def check(cfg: Config) -> None:
         """Refuse, before any work, the options the NumPy engine does not implement."""
         t = cfg.train
+        if is_reference(cfg.model.name) or MODELS.get(cfg.model.name).origin is not None:
+            raise ConfigError(f"model.name: '{short(cfg.model.name)}' is your own nn.Module, which has no NumPy twin; "
+                              "engine: scratch trains cnnlab's lenet and cnn models only: use engine: torch")
         unsupported = {
             "device": cfg.device in ("cuda", "mps"),
             "train.amp": t.amp in ("bf16", "fp16"),

@@ -13,7 +13,7 @@ from cnnlab.registry import Registry
 
 torch = lazy("torch")
 
-OPTIMIZERS = Registry("optimizer", "optim")
+OPTIMIZERS = Registry("optimizer", "optim", context=("params", "lr"))
 CONTEXT = ("params", "lr")
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.callbacks import Callback
 from cnnlab.config import ProbeConfig
 from cnnlab.errors import ConfigError
 from cnnlab.rundir import PROBE_COLUMNS, Run
@@ -64,8 +65,8 @@ def measure(point: ProbeAccess, x: torch.Tensor, y: torch.Tensor, etas: np.ndarr
     return {"loss0": loss0, "grad_norm": norm, "loss": losses, "grad_change": changes, "beta": betas}
 
 
-class Probe:
-    """The trainer callback that probes (before_step) and writes probe.csv (after each epoch)."""
+class Probe(Callback):
+    """The trainer callback that probes (on_batch_start) and writes probe.csv (after each epoch)."""
 
     state_key = "probe"
 
@@ -74,7 +75,7 @@ class Probe:
         self.engine, self.schedule, self.run, self.steps_per_epoch = engine, schedule, run, steps_per_epoch
         self.rows: dict[str, list[float]] = {c: [] for c in PROBE_COLUMNS}
 
-    def before_step(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
+    def on_batch_start(self, step: int, x: torch.Tensor, y: torch.Tensor) -> None:
         if (step - 1) % self.every:
             return
         lr = self.schedule.lr
@@ -89,7 +90,7 @@ class Probe:
             for c in PROBE_COLUMNS:  # plain floats: last.pt loads with weights_only
                 self.rows[c].append(float(row[c]))
 
-    def __call__(self, epoch: int, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
         """At an epoch's end, with steps.csv: probe.csv with every probe so far."""
         self.run.write_probe(self.rows)
 

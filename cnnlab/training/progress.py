@@ -1,4 +1,5 @@
-"""What a training run prints: a Rich bar per epoch on a terminal, one plain line per epoch elsewhere."""
+"""What a training run prints: a Rich bar per epoch on a terminal and in a Jupyter notebook (Rich's
+notebook display, through ipywidgets), one plain line per epoch elsewhere."""
 
 from __future__ import annotations
 
@@ -26,15 +27,31 @@ def format_epoch(m: dict[str, Any], epochs: int, eval_tag: str = "", notes: list
     return "  ".join(parts)
 
 
-class Reporter:
-    """Progress of a run; silent when quiet (study workers), plain when not on a terminal."""
+def in_notebook() -> bool:
+    """Running in a Jupyter kernel (a notebook, JupyterLab, VS Code, Colab)."""
+    if "ipykernel" not in sys.modules:
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
-    def __init__(self, epochs: int, steps_per_epoch: int, stream: TextIO | None = None, quiet: bool = False):
+
+class Reporter:
+    """Progress of a run; silent when quiet (study workers), plain when not on a terminal.
+    `bars`: the per-epoch progress bar (None: on a terminal or in a notebook; False: plain lines)."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int, stream: TextIO | None = None, quiet: bool = False,
+                 bars: bool | None = None):
         self.epochs = epochs
         self.steps = steps_per_epoch
-        self.stream = stream or sys.stderr
+        notebook = in_notebook()
+        # In a notebook the lines go to stdout: stderr shows as a warning there.
+        self.stream = stream or (sys.stdout if notebook else sys.stderr)
         self.quiet = quiet
-        self.live = not quiet and self.stream.isatty()
+        self.live = not quiet and (bars if bars is not None else (self.stream.isatty() or notebook))
         self._progress: Progress | None = None
         self._task = None
 

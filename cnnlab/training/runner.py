@@ -16,17 +16,22 @@ from typing import Any
 import torch
 
 from cnnlab import distributed, rundir
+from cnnlab.callbacks import RunContext
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
 from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
 from cnnlab.plots.samples import write_samples
+from cnnlab.reopen import run_config
 from cnnlab.rundir import Run
 from cnnlab.training.logged import metric_mode
 from cnnlab.training.progress import Reporter
 from cnnlab.training.session import Session, build_session
 from cnnlab.training.signals import StopRequests
-from cnnlab.training.trainer import Callback, StopTraining, Trainer, TrainState
+from cnnlab.training.trainer import StopTraining, Trainer, TrainState
+from cnnlab.usercode import record
+from cnnlab.usercode.blame import blame
+from cnnlab.usercode.record import CodeSource
 
 
 @dataclass
@@ -36,13 +41,20 @@ class RunResult:
 
 
 def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
-          callbacks: list[Callback] | None = None, samples: bool = True) -> RunResult:
+          callbacks: list[Any] | None = None, samples: bool = True) -> RunResult:
     """Build everything, create the run directory, train, write the summary.
 
     `samples`: write samples.png before the first step (off only in the test that shows the
     figure leaves the training random streams alone)."""
     rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
-    session = build_session(cfg)
+    return fit(build_session(cfg, callbacks=callbacks or []), run_dir=run_dir, quiet=quiet, samples=samples)
+
+
+def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, progress: bool | None = None,
+        samples: bool = True, objects: dict[str, str] | None = None) -> RunResult:
+    """Train a built session (build_session: everything checked, nothing written) into a new run
+    directory (or `run_dir`). `objects`: what was handed over from Python, for code.json."""
+    cfg = session.cfg
     main = session.world.is_main
     run: Run | None = None
     if main and run_dir is None:
@@ -54,29 +66,33 @@ def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
     run = run if run is not None else rundir.Follower(shared)
     counts = class_counts(session.bundle)
     run.write_config(cfg)
+    manifest = record.snapshot(cfg, objects)
+    if any(manifest.values()):
+        run.write_code(manifest, record.copies(manifest))
     run.write_data_info({**session.data_info(), "class_counts": counts})  # the report shows them without the data
-    reporter = _reporter(session, quiet)
+    reporter = _reporter(session, quiet, progress)
     reporter.message(_banner(session, run, counts))
     if main:
         warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
     if samples and main:
         write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
     stops = StopRequests()
-    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    trainer = session.trainer(run, reporter, stop_requested=stops.requested)
     trainer.save_init()
     return _fit(session, trainer, run, stops)
 
 
-def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | None = None) -> RunResult:
+def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = None, progress: bool | None = None,
+           code: CodeSource | None = None) -> RunResult:
     """Continue an interrupted run from its last checkpoint; from scratch if it never finished an epoch."""
     run = Run(run_dir)
-    cfg = run.config
+    cfg = run_config(run, code)
     stored = run.data_info
     data = cfg.data
     if data.in_memory == "auto" and isinstance(stored.get("in_memory"), bool):
         # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
         data = data.model_copy(update={"in_memory": stored["in_memory"]})
-    session = build_session(cfg, build_data(data, cfg.seed))
+    session = build_session(cfg, build_data(data, cfg.seed), callbacks=callbacks or [])
     if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
         raise UserError(f"{cfg.data.path}: the dataset changed since {run.name} started (classes or split sizes differ)")
     world = session.world
@@ -85,9 +101,9 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     held = run.holder() if world.is_main else None
     if held is not None:
         raise UserError(f"{run.path}: this run is being trained by {held}; wait for it, or stop that process")
-    reporter = _reporter(session, quiet)
+    reporter = _reporter(session, quiet, progress)
     stops = StopRequests()
-    trainer = session.trainer(run, reporter, callbacks or [], stops.requested)
+    trainer = session.trainer(run, reporter, stop_requested=stops.requested)
     died = run.died() if world.is_main else None
     if died is not None:
         reporter.message(f"{run.name}: the process that was training it died without a word ({died})")
@@ -99,8 +115,9 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Callback] | No
     return _fit(session, trainer, run, stops)
 
 
-def _reporter(session: Session, quiet: bool) -> Reporter:
-    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet or not session.world.is_main)
+def _reporter(session: Session, quiet: bool, progress: bool | None = None) -> Reporter:
+    return Reporter(session.cfg.train.epochs, len(session.train_loader), quiet=quiet or not session.world.is_main,
+                    bars=progress)
 
 
 def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
@@ -131,12 +148,14 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
 def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> RunResult:
     env = rundir.environment()  # once: it asks git
     status, reason = "completed", None
-    hooked = [cb for cb in trainer.callbacks if hasattr(cb, "attach")]  # callbacks that read the loop (TensorBoard)
-    for cb in hooked:
-        cb.attach(trainer)
+    resumed = trainer.state.epoch > 0 or trainer.position() != "after epoch 0"
+    context = RunContext(run.path, session.cfg.to_dict(), session.bundle.classes, session.cfg.train.epochs,
+                         len(session.train_loader), resumed, run.writes, trainer.state.history,
+                         trainer.state.step_losses, run)
     with run.training():
         run.write_summary(make_summary(session, trainer.state, "running", None, env))
         try:
+            trainer.hooks.call("on_run_start", context)
             with stops:
                 trainer.fit()
         except StopTraining as e:
@@ -156,19 +175,28 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> R
             e.run = run.path  # type: ignore[attr-defined]
             raise
         except Exception as e:
-            status, reason = "failed", f"{type(e).__name__}: {e}"
+            blamed = blame(e, f"{run.path}: your code raised during training")  # the user's bug: their frames
+            status, reason = "failed", str(blamed) if blamed is not None else f"{type(e).__name__}: {e}"
+            if blamed is not None and blamed is not e:
+                raise blamed from None
             raise
         finally:
             summary = make_summary(session, trainer.state, status, reason, env)
+            ended = None
+            try:
+                trainer.hooks.call("on_run_end", status, summary)
+            except Exception as e:  # a callback failing at the end fails a run that had completed
+                if status == "completed":
+                    ended, status, reason = e, "failed", str(e)
+                    summary = make_summary(session, trainer.state, status, reason, env)
             try:
                 run.write_summary(summary)
             except UserError:
                 if status == "completed":
                     raise
                 # the run already failed (a full disk, say): its own error is the one to report
-            finally:
-                for cb in hooked:
-                    cb.close(status, summary)
+            if ended is not None:
+                raise ended
     distributed.finish()
     return RunResult(run.path, summary)
 

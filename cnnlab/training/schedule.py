@@ -31,8 +31,8 @@ from cnnlab.errors import ConfigError
 from cnnlab.registry import Registry
 from cnnlab.training.logged import metric_mode
 
-SCHEDULES = Registry("schedule", "schedule")
 CONTEXT = ("lr", "steps", "steps_per_epoch")
+SCHEDULES = Registry("schedule", "schedule", context=CONTEXT)
 
 Rule = Callable[[int], float]  # the lr after t steps (per-step) or t counted epochs (per-epoch)
 

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
 from cnnlab import distributed
+from cnnlab.callbacks import Callback, as_callback
 from cnnlab.config import Config
 from cnnlab.data.augment import Pipeline, build_pipeline
 from cnnlab.data.build import build_data
+from cnnlab.data.inspect import class_counts
 from cnnlab.data.loader import Loader, default_workers
 from cnnlab.data.loading import make_loader
 from cnnlab.data.types import DataBundle
@@ -30,17 +32,16 @@ from cnnlab.distributed import SINGLE, World
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 from cnnlab.rundir import Run
+from cnnlab.training.callbacks import CALLBACKS
 from cnnlab.training.data_parallel import DataParallelEngine, sync_batchnorm
-from cnnlab.training.early_stop import EarlyStopping
 from cnnlab.training.engine import Engine
 from cnnlab.training.engines import engine_type
 from cnnlab.training.logged import logged_metrics
-from cnnlab.training.losses import LOSSES
+from cnnlab.training.losses import build_loss
 from cnnlab.training.probe import Probe, check_restorable
 from cnnlab.training.progress import Reporter
 from cnnlab.training.schedule import Schedule, build_schedule
-from cnnlab.training.tensorboard import tensorboard_logs
-from cnnlab.training.trainer import Callback, Trainer
+from cnnlab.training.trainer import Trainer
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Session:
     eval_loaders: dict[str, Loader]
     generator: torch.Generator
     autocast: Autocast
-    early_stop: EarlyStopping | None = None
+    callbacks: list[Callback] = field(default_factory=list)  # early stopping, TensorBoard, callbacks:, the API's
     world: World = SINGLE  # this process's place in a distributed run
 
     def data_info(self) -> dict[str, Any]:
@@ -71,27 +72,25 @@ class Session:
         """Plain data stored in every checkpoint so it explains itself."""
         return {"engine": self.cfg.engine, "config": self.cfg.to_dict(), "data": self.data_info()}
 
-    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Callback],
+    def trainer(self, run: Run, reporter: Reporter, callbacks: list[Any] = (),
                 stop_requested: Callable[[], int | None] = lambda: None) -> Trainer:
         t = self.cfg.train
         # The probe first: it writes probe.csv at an epoch's end even when early stopping ends the run there.
         own = [Probe(t.probe, self.engine, self.schedule, run, len(self.train_loader))] if t.probe is not None else []
-        if run.writes:  # rank 0 alone writes event files in a distributed run
-            own += tensorboard_logs(self.cfg, run)  # before early stopping, which may end the run at this epoch
-        own += [self.early_stop] if self.early_stop is not None else []
         return Trainer(engine=self.engine, schedule=self.schedule, loss_fn=self.loss_fn,
                        train_loader=self.train_loader, eval_loaders=self.eval_loaders,
                        num_classes=self.bundle.num_classes, epochs=t.epochs, run=run,
                        generator=self.generator, autocast=self.autocast, reporter=reporter, meta=self.meta(),
-                       callbacks=own + list(callbacks), checkpoint_every=t.checkpoint_every,
+                       callbacks=own + self.callbacks + list(callbacks), checkpoint_every=t.checkpoint_every,
                        diverge_factor=t.diverge_factor,
                        # Every process stops after the same step (on a GPU, asked every 25 steps).
                        stop_requested=distributed.agreed_stop(stop_requested, self.world,
                                                               every=1 if self.device.type == "cpu" else 25))
 
 
-def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
-    """Data, model, engine, loaders, schedule and loss for `cfg` (data may be passed in)."""
+def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list[Any] = ()) -> Session:
+    """Data, model, engine, loaders, schedule, loss and callbacks for `cfg` (data may be passed in;
+    `callbacks`: objects handed over from Python, after the config's own)."""
     kind = engine_type(cfg)
     kind.check(cfg)
     if distributed.from_env().distributed and not kind.data_parallel:
@@ -122,7 +121,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
                     for name, split in bundle.splits().items() if name != "train"}
 
-    loss_fn = LOSSES.build(cfg.loss, num_classes=bundle.num_classes)
+    loss_fn = build_loss(cfg.loss, bundle.num_classes, class_counts(bundle).get("train"))
     amp = autocast(cfg.train.amp, device)
     engine = kind(cfg, model, device, loss_fn, amp)  # type: ignore[operator]
     if cfg.train.probe is not None:
@@ -133,13 +132,26 @@ def build_session(cfg: Config, bundle: DataBundle | None = None) -> Session:
     schedule = build_schedule(cfg.schedule, cfg.optim.lr, cfg.train.epochs, len(train_loader))
     logged = logged_metrics(list(eval_loaders), bundle.num_classes, l2=cfg.loss.l2 > 0)
     _check_monitor("schedule.monitor", schedule.monitor, logged)
-    early = cfg.train.early_stop
-    if early is not None:
-        _check_monitor("train.early_stop.monitor", early.monitor, logged)
+    own = build_callbacks(cfg, logged) + [as_callback(cb) for cb in callbacks]
     return Session(cfg, device, bundle, pipeline, model, engine, kind.label, schedule, loss_fn, train_loader, eval_loaders,
-                   generator, amp,
-                   EarlyStopping(early.monitor, early.patience, early.mode, early.min_delta) if early else None,
-                   world)
+                   generator, amp, own, world)
+
+
+def build_callbacks(cfg: Config, logged: list[str]) -> list[Callback]:
+    """The config's callbacks, built before any file is written: TensorBoard (before early stopping,
+    which may end the run at an epoch it still has to write), early stopping, then `callbacks:`."""
+    items: list[dict[str, Any]] = []
+    if cfg.train.tensorboard:
+        items.append({"name": "tensorboard"})
+    if cfg.train.early_stop is not None:
+        _check_monitor("train.early_stop.monitor", cfg.train.early_stop.monitor, logged)
+        items.append({"name": "early_stop", **cfg.train.early_stop.model_dump()})
+    built = [CALLBACKS.build(item) for item in items]
+    for i, item in enumerate(cfg.callbacks):
+        if item["name"] == "early_stop":
+            _check_monitor(f"callbacks[{i}].monitor", item["monitor"], logged)
+        built.append(as_callback(CALLBACKS.build(item), f"callbacks[{i}]"))
+    return built
 
 
 def _check_monitor(key: str, monitor: str | None, known: list[str]) -> None:

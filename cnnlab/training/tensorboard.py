@@ -8,10 +8,10 @@ What lands there:
                       (hparams/<metric>), written once the run has ended (not when interrupted:
                       `cnnlab resume` ends it later)
 
-A callback of the one training loop: after each epoch it writes that epoch's steps and numbers
-and flushes, so a live `tensorboard --logdir runs` follows the run. The runner attaches it to the
-trainer (the step losses live there) and closes it with the summary. How far it has written
-travels in last.pt (state_key), so a resumed run appends where the last one left off. A study's
+A callback of the one training loop (cnnlab.Callback): after each epoch it writes that epoch's
+steps and numbers and flushes, so a live `tensorboard --logdir runs` follows the run; at the run's
+end it writes the hparams and closes the file. How far it has written travels in last.pt
+(state_key), so a resumed run appends where the last one left off. A study's
 runs all sit under studies/NAME/runs/, so `tensorboard --logdir studies/NAME` compares them.
 """
 
@@ -19,14 +19,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnlab.rundir import Run
+from cnnlab.callbacks import CALLBACKS, Callback, RunContext
 
 SKIPPED = ("epoch",)  # the x axis itself
 
 
-def tensorboard_logs(cfg: Any, run: Run) -> list[TensorBoardLog]:
-    """The callback list train.tensorboard asks for (empty when off)."""
-    return [TensorBoardLog(run, cfg.to_dict())] if cfg.train.tensorboard else []
+@CALLBACKS.register("tensorboard")
+def tensorboard() -> TensorBoardLog:
+    """TensorBoard event files in RUN_DIR/tb/: every step's loss, every epoch's metrics, hparams at the end
+    (also written train.tensorboard: true)."""
+    return TensorBoardLog()
 
 
 def hparam_values(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -58,38 +60,39 @@ def final_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-class TensorBoardLog:
+class TensorBoardLog(Callback):
     """Writes a run's curves as TensorBoard scalars; see the module docstring."""
 
     state_key = "tensorboard"
 
-    def __init__(self, run: Run, config: dict[str, Any]):
-        self.folder = run.tensorboard_dir
-        self.config = config
+    def __init__(self) -> None:
         self.steps = 0  # step losses written so far
         self.epochs = 0  # epochs written so far
-        self.trainer: Any = None
+        self.run: RunContext | None = None
         self._writer: Any = None
 
-    # -- what the loop and the runner call
+    # -- the loop's hooks
 
-    def attach(self, trainer: Any) -> None:
-        self.trainer = trainer
+    def on_run_start(self, run: RunContext) -> None:
+        self.run = run if run.writes else None  # rank 0 alone writes event files in a distributed run
 
-    def __call__(self, epoch: int, metrics: dict[str, Any]) -> None:
+    def on_epoch_end(self, epoch: int, metrics: dict[str, Any]) -> None:
+        if self.run is None:
+            return
         self._write_steps()
         self._write_epoch(metrics)
         self.writer().flush()
 
-    def close(self, status: str, summary: dict[str, Any]) -> None:
+    def on_run_end(self, status: str, summary: dict[str, Any]) -> None:
         """After the run: what the loop did not hand over (an epoch another callback stopped
         before this one ran, a diverged epoch's steps), then the hparams, then the file is closed."""
-        if self.trainer is not None:
-            for metrics in self.trainer.state.history:
-                if metrics["epoch"] > self.epochs:
-                    self._write_epoch(metrics)
-            if status != "interrupted":  # resume replays the unfinished epoch's steps itself
-                self._write_steps()
+        if self.run is None:
+            return
+        for metrics in self.run.history:
+            if metrics["epoch"] > self.epochs:
+                self._write_epoch(metrics)
+        if status != "interrupted":  # resume replays the unfinished epoch's steps itself
+            self._write_steps()
         if status not in ("interrupted", "running"):
             self._write_hparams(status, summary)
         if self._writer is not None:
@@ -109,11 +112,11 @@ class TensorBoardLog:
             # imports tensorboard: only when asked for
             from torch.utils.tensorboard import SummaryWriter
 
-            self._writer = SummaryWriter(log_dir=str(self.folder))
+            self._writer = SummaryWriter(log_dir=str(self.run.files.tensorboard_dir))  # type: ignore[union-attr]
         return self._writer
 
     def _write_steps(self) -> None:
-        losses = self.trainer.state.step_losses if self.trainer is not None else []
+        losses = self.run.step_losses if self.run is not None else []
         w = self.writer()
         for i in range(self.steps, len(losses)):
             w.add_scalar("step/train_loss", losses[i], i + 1)
@@ -130,7 +133,7 @@ class TensorBoardLog:
     def _write_hparams(self, status: str, summary: dict[str, Any]) -> None:
         from torch.utils.tensorboard.summary import hparams
 
-        values = {**hparam_values(self.config), "status": status}
+        values = {**hparam_values(self.run.config), "status": status}  # type: ignore[union-attr]
         metrics = final_metrics(summary)
         w = self.writer()
         experiment, start, end = hparams(values, metrics)

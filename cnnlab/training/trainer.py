@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.callbacks import Callback, StopTraining
 from cnnlab.data.augment import hard_labels
 from cnnlab.data.loader import Loader
 from cnnlab.device import Autocast
@@ -36,26 +37,14 @@ from cnnlab.errors import DivergedError, Interrupted
 from cnnlab.plots.curves import plot_curves
 from cnnlab.rundir import Run
 from cnnlab.training.engine import Engine
+from cnnlab.training.hooks import Hooks
 from cnnlab.training.metrics import evaluate
 from cnnlab.training.progress import Reporter
 from cnnlab.training.schedule import Schedule
 
-# Called as callback(epoch, metrics) after each epoch's evaluation, before its checkpoints are
-# written; it may raise StopTraining. Optional members: `state_key` with `state_dict()` and
-# `load_state_dict()` (its state then travels in last.pt), `note()` (words for the epoch line),
-# and `before_step(step, x, y)`: called with each batch before its optimizer step (step counted
-# from 1 over the run); it must leave the run as it was (the landscape probe, probe.py).
-Callback = Callable[[int, dict[str, Any]], None]
+__all__ = ["Callback", "StopTraining", "TrainState", "Trainer"]
+
 SMOOTHING = 0.9
-
-
-class StopTraining(Exception):
-    """Raised by a callback to end a run after this epoch (early stopping, study pruning)."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
 
 
 @dataclass
@@ -102,7 +91,9 @@ class Trainer:
         self.train_loader, self.eval_loaders = train_loader, eval_loaders
         self.num_classes, self.epochs, self.run = num_classes, epochs, run
         self.generator, self.autocast = generator, autocast
-        self.reporter, self.meta, self.callbacks = reporter, meta, callbacks or []
+        self.reporter, self.meta = reporter, meta
+        self.hooks = Hooks(callbacks or [])
+        self.callbacks = self.hooks.callbacks
         self.checkpoint_every, self.diverge_factor, self.stop_requested = checkpoint_every, diverge_factor, stop_requested
         self._partial: dict[str, Any] | None = None  # the epoch in progress, as a checkpoint keeps it
         self._smooth = (0.0, 0.0)  # the divergence guard's running average: (value, bias-correction weight)
@@ -111,7 +102,6 @@ class Trainer:
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
         self.check_every = 1 if self.device.type == "cpu" else 25
         self.state = TrainState()
-        self._before_step = [cb.before_step for cb in self.callbacks if hasattr(cb, "before_step")]
 
     # ------------------------------------------------------------------ state
 
@@ -145,17 +135,23 @@ class Trainer:
         return f"after epoch {self.state.epoch}"
 
     def _stateful(self) -> list[Any]:
-        return [cb for cb in self.callbacks if hasattr(cb, "state_key")]
+        return self.hooks.stateful()
 
     def save_init(self) -> None:
         """init: the weights before the first step (the landscape analysis starts its line there)."""
         payload = {**self.meta, "model": self.engine.weights(), "epoch": 0}
         self.run.write_checkpoint("init", payload, self.engine.checkpoint_format)
+        self._saved("init")
+
+    def _saved(self, which: str) -> None:
+        if self.run.writes and self.hooks.wants("on_checkpoint"):
+            self.hooks.call("on_checkpoint", which, self.run.checkpoint_path(which))
 
     def save_best(self, epoch: int, metrics: dict[str, Any]) -> None:
         """best: the evaluated weights of the best epoch so far."""
         payload = {**self.meta, "model": self.engine.weights(), "epoch": epoch, "metrics": metrics}
         self.run.write_checkpoint("best", payload, self.engine.checkpoint_format)
+        self._saved("best")
 
     def save_last(self) -> None:
         """last: everything needed to resume after this epoch."""
@@ -174,6 +170,7 @@ class Trainer:
             **({"partial": self._partial} if self._partial is not None else {}),
         }
         self.run.write_checkpoint("last", payload, self.engine.checkpoint_format)
+        self._saved("last")
 
     # ------------------------------------------------------------------ loop
 
@@ -184,6 +181,7 @@ class Trainer:
         with self.engine.running():
             for epoch in range(self.state.epoch + 1, self.epochs + 1):
                 start = time.perf_counter()
+                self.hooks.call("on_epoch_start", epoch)
                 partial, self._partial = self._partial, None
                 metrics = {"epoch": epoch, "lr": partial["lr"] if partial else self.schedule.lr}
                 metrics.update(self._train_epoch(epoch, partial))
@@ -196,10 +194,11 @@ class Trainer:
                 self.schedule.after_epoch(metrics)
                 stop = None
                 try:
-                    for callback in self.callbacks:
-                        callback(epoch, metrics)
+                    self.hooks.call("on_epoch_end", epoch, metrics)
                 except StopTraining as e:
                     stop = e  # raised again once this epoch's files are written
+                if stop is None and (reason := self.hooks.stop_requested()) is not None:
+                    stop = StopTraining("stopped", reason)
                 self._end_epoch(epoch, metrics, stop)
                 if stop is not None:
                     raise stop
@@ -225,9 +224,12 @@ class Trainer:
         window = torch.tensor(float(sums.get("window", 0.0)), dtype=torch.float64, device=self.device)
         self.reporter.start_epoch(epoch, done)
         pending: list[torch.Tensor] = []
+        self._pending_lrs: list[float] = []
+        watch_steps = self.hooks.wants("on_batch_start")
         for x, y in self.train_loader.batches(skip=done):
-            for hook in self._before_step:
-                hook((epoch - 1) * len(self.train_loader) + done + 1, x, y)
+            if watch_steps:
+                self.hooks.call("on_batch_start", (epoch - 1) * len(self.train_loader) + done + 1, x, y)
+            self._pending_lrs.append(self.schedule.lr)
             self.engine.set_lr(self.schedule.lr, self.schedule.momentum)
             step = self.engine.train_step(x, y)
             self.schedule.after_batch()
@@ -247,9 +249,13 @@ class Trainer:
             pending.append(step.loss)
             signum = self.stop_requested()
             every = self.checkpoint_every is not None and done % self.checkpoint_every == 0
-            if len(pending) >= self.check_every or signum is not None or every:
+            asked = self.hooks.stop_requested()  # a callback's stop(): after this step, checkpoints written
+            if len(pending) >= self.check_every or signum is not None or every or asked is not None:
                 self._flush(pending, epoch)
-            if (signum is not None or every) and done < len(self.train_loader):
+                asked = self.hooks.stop_requested()  # on_step_end may have asked just now
+            if asked is not None and done < len(self.train_loader):
+                self.state.stop = ["stopped", f"{asked} (in epoch {epoch} after step {done})"]
+            if (signum is not None or every or self.state.stop is not None) and done < len(self.train_loader):
                 self._partial = {
                     "epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
                     "seconds": time.perf_counter() - start_time + (partial["seconds"] if partial else 0.0),
@@ -261,6 +267,10 @@ class Trainer:
                 if signum is not None:
                     self.reporter.close()
                     raise Interrupted(signum, f"in epoch {epoch} after step {done}")
+                if self.state.stop is not None:
+                    self.reporter.close()
+                    self.reporter.message(self.state.stop[1])
+                    raise StopTraining(*self.state.stop)
         self._flush(pending, epoch)
         self.reporter.close()
         out = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
@@ -273,9 +283,14 @@ class Trainer:
         if not pending:
             return
         values = torch.stack(pending).cpu().tolist()
+        lrs = self._pending_lrs[-len(values):]
         pending.clear()
-        for v in values:
+        self._pending_lrs.clear()
+        report = self.hooks.wants("on_step_end")
+        for v, lr in zip(values, lrs):
             self.state.step_losses.append(v)
+            if report:
+                self.hooks.call("on_step_end", len(self.state.step_losses), v, lr)
             self.reporter.advance(v)
             self._smooth = _smoothed(self._smooth, v)
             step = len(self.state.step_losses)
@@ -313,7 +328,7 @@ class Trainer:
         self.run.write_steps(s.step_losses, len(self.train_loader))
         if self.run.writes:  # not the other processes of a distributed run
             plot_curves(s.history, s.step_losses, len(self.train_loader), self.run.curves_png, title=self.run.name)
-        notes = [n for cb in self.callbacks if hasattr(cb, "note") and (n := cb.note())]
+        notes = self.hooks.notes()
         self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
         if stop is not None:
             self.reporter.message(stop.reason)

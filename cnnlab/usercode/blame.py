@@ -13,6 +13,7 @@ from pathlib import Path
 
 from cnnlab.errors import UserError, one_line
 
+_PACKAGE = str(Path(__file__).resolve().parents[1])  # cnnlab's own files are never the user's
 _USER_FILES: set[str] = set()  # resolved paths of every file counted as the user's code
 
 
@@ -21,6 +22,8 @@ def add_user_file(path: str) -> None:
 
 
 def is_user_file(path: str) -> bool:
+    if path in _USER_FILES:
+        return True
     try:
         return str(Path(path).resolve()) in _USER_FILES
     except OSError:
@@ -74,3 +77,21 @@ def blame(exc: BaseException, what: str) -> UserCodeError | None:
     if isinstance(exc, (UserError, KeyboardInterrupt)) or not user_frames(exc):
         return None
     return user_code_error(exc, what)
+
+
+def add_code_of(obj: object) -> None:
+    """Count the files that define obj's code (a function, a class and its methods, an instance's
+    class) as the user's, so its frames show even when it lives in a notebook cell."""
+    import inspect
+
+    target = obj if inspect.isfunction(obj) or inspect.isclass(obj) else type(obj)
+    if inspect.isfunction(target):
+        _USER_FILES.add(target.__code__.co_filename)
+        return
+    for klass in getattr(target, "__mro__", ())[:-1]:
+        for value in vars(klass).values():
+            fn = getattr(value, "__func__", value)
+            code = getattr(fn, "__code__", None)
+            if code is not None and "site-packages" not in code.co_filename \
+                    and not code.co_filename.startswith(_PACKAGE):
+                _USER_FILES.add(code.co_filename)

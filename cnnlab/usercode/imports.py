@@ -25,11 +25,15 @@ from types import ModuleType
 from typing import Any
 
 from cnnlab.errors import ConfigError, UserError, suggest
+from cnnlab.usercode import live
 from cnnlab.usercode.blame import add_user_file, user_code_error
+from cnnlab.usercode.live import (
+    OBJECT,  # an object handed to the Python API (live.py): never importable later
+)
 
 # "file.py:Name" (any path ending in .py) or "dotted.module:Name", Name possibly dotted (Outer.Inner).
 _REFERENCE = re.compile(r"^(?P<source>.+\.py|[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):(?P<attr>[A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)$")
-OBJECT = "object:"  # an object handed to the Python API in this process (live.py); never importable later
+
 MAIN = "__main__"  # a notebook's or script's own namespace
 
 
@@ -168,28 +172,40 @@ def module_name(path: str) -> str:
 def _helper(name: str, folder: str) -> Loaded | None:
     """A module a user file imported from its own folder (or below it): user code as well."""
     file = getattr(sys.modules.get(name), "__file__", None)
-    if not file or not str(Path(file).resolve()).startswith(folder.rstrip("/") + "/"):
+    if not isinstance(file, str) or not Path(file).is_absolute() or not Path(file).is_file():
+        return None  # a built-in, a namespace package, or a library's odd __file__ (torch._classes)
+    if not str(Path(file).resolve()).startswith(folder.rstrip("/") + "/") or "site-packages" in file:
         return None
     add_user_file(file)
     return Loaded("helper", name, str(Path(file).resolve()), file, sha256_of(file))
 
 
+_FORGET: list[Any] = []  # called with a file's path when what it defined must be forgotten (registry.py)
+
+
+def on_forget(fn: Any) -> None:
+    """Have `fn(path)` called whenever a user file is dropped (edited and imported again, or failed):
+    the registries forget the names it registered. (They sit above this module: it cannot call them.)"""
+    _FORGET.append(fn)
+
+
+def _forget_file(path: str) -> None:
+    for fn in _FORGET:
+        fn(path)
+
+
 def _undo(name: str, source: str, before: set[str]) -> None:
     """A file that failed to import leaves nothing behind: no module, no registered names."""
-    from cnnlab.registry import forget_file
-
     for m in set(sys.modules) - before:
         sys.modules.pop(m, None)
-    forget_file(source)
+    _forget_file(source)
 
 
 def forget(done: Loaded) -> None:
     """Drop an import (an edited file about to be imported again) and what it registered."""
-    from cnnlab.registry import forget_file
-
     sys.modules.pop(done.name, None)
     if done.source:
-        forget_file(done.source)
+        _forget_file(done.source)
     for h in done.helpers:  # an edited helper must be read again too
         sys.modules.pop(h.name, None)
     _FILES.pop(done.path or "", None)
@@ -219,9 +235,7 @@ def import_entry(entry: str, where: str) -> ModuleType:
 
 def resolve_reference(ref: str, where: str) -> Any:
     """The class or function a reference names, importing its file or module first."""
-    from cnnlab.usercode import live
-
-    if ref.startswith(OBJECT):
+    if ref.startswith(OBJECT) or live.bound(ref):
         return live.lookup(ref, where)
     source, attr = split_reference(ref)
     if is_file_source(source):
@@ -247,9 +261,10 @@ def resolve_reference(ref: str, where: str) -> Any:
 
 
 def reference_to(obj: Any) -> str | None:
-    """The reference that imports `obj` again in another process, or None when nothing can (an
-    object defined in a notebook cell or a script's __main__ gets '__main__:Name', which only
-    resolves in this process)."""
+    """The reference that imports `obj` again in another process, or None when nothing can (a
+    nested or local class, a lambda). A class defined in a notebook cell or a script's __main__
+    gets '__main__:Name', which only resolves in this process; one from a file of the user's
+    (imported as `import nets`) gets the file's absolute path, so any process finds it."""
     module = getattr(obj, "__module__", None)
     qual = getattr(obj, "__qualname__", None)
     if not module or not qual or "<locals>" in qual or "<lambda>" in qual:
@@ -257,4 +272,32 @@ def reference_to(obj: Any) -> str | None:
     for loaded in _FILES.values():
         if loaded.name == module and loaded.path:
             return f"{loaded.path}:{qual}"
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if module != MAIN and _is_users_file(file):
+        return f"{Path(file).resolve()}:{qual}"  # type: ignore[arg-type]
     return f"{module}:{qual}"
+
+
+def adopt(obj: Any) -> None:
+    """The module that defined obj, imported by the user (`import nets`), stands as the import of its
+    file: naming the file later finds these very classes instead of executing the file again."""
+    module = sys.modules.get(getattr(obj, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if module is None or module.__name__ == MAIN or not _is_users_file(file):
+        return
+    path = str(Path(file).resolve())  # type: ignore[arg-type]
+    done = _FILES.get(path)
+    digest = sha256_of(path)
+    if done is None or done.sha256 != digest:
+        add_user_file(path)
+        _FILES[path] = Loaded("file", module.__name__, path, path, digest)
+
+
+def _is_users_file(file: Any) -> bool:
+    """A .py file that is neither an installed library's nor cnnlab's own."""
+    if not isinstance(file, str) or not file.endswith(".py") or not Path(file).is_file():
+        return False
+    resolved = str(Path(file).resolve())
+    package = str(Path(__file__).resolve().parents[1])
+    return "site-packages" not in resolved and "dist-packages" not in resolved and not resolved.startswith(package) \
+        and not resolved.startswith(sys.base_prefix) and not resolved.startswith(sys.prefix)

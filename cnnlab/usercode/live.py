@@ -10,6 +10,7 @@ one line, and the Python API accepts the object again.
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from typing import Any
 
@@ -36,6 +37,11 @@ def bind(ref: str, obj: Any) -> None:
     _OBJECTS[ref] = obj
 
 
+def bound(ref: str) -> bool:
+    """Whether this process has an object standing for `ref` (passed directly, or bound again)."""
+    return ref in _OBJECTS
+
+
 def lookup(ref: str, where: str) -> Any:
     """The builder a live reference stands for: returns the object itself (no options)."""
     if ref not in _OBJECTS:
@@ -44,11 +50,7 @@ def lookup(ref: str, where: str) -> Any:
             "rebuild it: open the run from Python and pass it again (e.g. cnnlab.Run(path).model(model=net), "
             ".evaluate(data=dataset)), or give a class in a file (imports:) so every command can build it")
     obj = _OBJECTS[ref]
-    return obj if isinstance(obj, type) or _is_builder(obj) else _Returns(obj)
-
-
-def _is_builder(obj: Any) -> bool:
-    return getattr(obj, "__cnnlab_builder__", False)
+    return obj if isinstance(obj, type) or inspect.isfunction(obj) else _Returns(obj)
 
 
 class _Returns:

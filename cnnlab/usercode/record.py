@@ -61,7 +61,7 @@ def snapshot(cfg: Any, objects: dict[str, str] | None = None) -> dict[str, Any]:
     `objects`: where -> what, for things passed from Python that the config does not name."""
     files: dict[str, imports.Loaded] = {}
     modules: dict[str, imports.Loaded] = {}
-    live: list[dict[str, str]] = [{"where": w, "what": what} for w, what in (objects or {}).items()]
+    live: list[dict[str, str]] = []
 
     def add_source(source: str, where: str, ref: str | None = None) -> None:
         if imports.is_file_source(source):
@@ -82,6 +82,12 @@ def snapshot(cfg: Any, objects: dict[str, str] | None = None) -> dict[str, Any]:
             live.append({"where": where, "what": ref, "why": "an object passed from Python"})
         else:
             add_source(imports.split_reference(ref)[0], where, ref)
+    said = {e["where"]: e for e in live}
+    for where, what in (objects or {}).items():  # what the API knows of them: their type
+        if where in said:
+            said[where]["object"] = what
+        else:
+            live.append({"where": where, "what": what, "why": "an object passed from Python"})
     return {
         "files": [_file_entry(x) for x in files.values()],
         "modules": [_file_entry(x) for x in modules.values()],

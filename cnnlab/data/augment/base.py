@@ -21,7 +21,7 @@ from cnnlab.registry import Registry
 torch = lazy("torch")
 T = lazy("torchvision.transforms.v2")
 
-AUGMENTATIONS = Registry("augmentation", "augment[]")
+AUGMENTATIONS = Registry("augmentation", "augment[]", context=("num_classes",), data_params=1)
 
 Shape = tuple[int, int, int]  # (C, H, W)
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]

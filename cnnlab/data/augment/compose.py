@@ -12,6 +12,7 @@ from pydantic import Field
 
 from cnnlab.data.augment.base import AUGMENTATIONS, Augmentation, Probability, Rng, Shape, chosen
 from cnnlab.data.augment.pipeline import resolve_ops
+from cnnlab.data.augment.user import build_op
 from cnnlab.lazy import lazy
 
 torch = lazy("torch")
@@ -22,7 +23,7 @@ OpList = Annotated[list[str | dict[str, Any]], Field(min_length=1)]
 
 def build_children(ops: list[Any]) -> list[Augmentation]:
     """Ops for a nested list (resolved again here, which changes nothing in a resolved config)."""
-    return [AUGMENTATIONS.build(item) for item in resolve_ops(ops, "ops", nested=True)]
+    return [build_op(item) for item in resolve_ops(ops, "ops", nested=True)]
 
 
 class Wrapper(Augmentation):

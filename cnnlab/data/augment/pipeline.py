@@ -14,6 +14,7 @@ from typing import Any
 
 from cnnlab.data.augment.base import AUGMENTATIONS, Augmentation, Shape
 from cnnlab.data.augment.mix import LABEL_MIXING, OneOf
+from cnnlab.data.augment.user import build_op
 from cnnlab.errors import ConfigError
 from cnnlab.lazy import lazy
 
@@ -40,9 +41,10 @@ def resolve_ops(items: Any, where: str = "augment", nested: bool = False) -> lis
     return out
 
 
-def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]]:
+def normalize_augment(items: Any, where: str = "augment", registry: Any = None) -> list[dict[str, Any]]:
     """Accept `- hflip`, `- random_crop: {padding: 4}`, `- {name: random_crop, padding: 4}`,
-    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`."""
+    or a bare value for an op's first option: `- resize: 40`, `- random_apply: [vflip, hflip]`.
+    `registry`: whose entries the names are (callbacks: are written the same way)."""
     if items is None:
         return []
     if not isinstance(items, list):
@@ -58,16 +60,16 @@ def normalize_augment(items: Any, where: str = "augment") -> list[dict[str, Any]
             if opts is None:
                 opts = {}
             if not isinstance(opts, dict):
-                opts = {_first_option(str(name), f"{where}[{i}]", opts): opts}
+                opts = {_first_option(str(name), f"{where}[{i}]", opts, registry or AUGMENTATIONS): opts}
             out.append({"name": name, **opts})
         else:
             raise ConfigError(f"{where}[{i}]: expected a name or a one-key mapping, got {item!r}")
     return out
 
 
-def _first_option(name: str, where: str, value: Any) -> str:
+def _first_option(name: str, where: str, value: Any, registry: Any) -> str:
     """The option a bare value sets: the op's first keyword parameter."""
-    options = AUGMENTATIONS.get(name, where).options()
+    options = registry.get(name, where).options()
     if not options:
         raise ConfigError(f"{where}.{name}: takes no options, got {value!r}")
     return options[0]
@@ -127,7 +129,7 @@ def build_pipeline(items: list[dict[str, Any]], image_shape: Shape, num_classes:
     for i, item in enumerate(items):
         here = f"augment[{i}].{item['name']}"
         try:
-            op = AUGMENTATIONS.build(item, num_classes=num_classes)
+            op = build_op(item, num_classes=num_classes)
             (mixing if op.mixes_labels else ops).append(op)
             shape = op.shape(shape)  # type: ignore[assignment]
             if op.always:

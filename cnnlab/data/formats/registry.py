@@ -9,4 +9,4 @@ from __future__ import annotations
 
 from cnnlab.registry import Registry
 
-FORMATS = Registry("data format", "data", "format")
+FORMATS = Registry("data format", "data", "format", context=("path", "cache_dir", "seed", "split"))
