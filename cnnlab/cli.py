@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from cnnlab.cli_tools import CodeFlag, Overrides, data_app, model_app, out, scratch_app, use_code
+from cnnlab.cli_tools import (
+    CodeFlag,
+    Overrides,
+    data_app,
+    list_names,
+    model_app,
+    out,
+    scratch_app,
+    use_code,
+)
 from cnnlab.errors import (
     DivergedError,
     Interrupted,
@@ -27,6 +36,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 app.add_typer(data_app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(scratch_app, name="scratch")
+app.command("list")(list_names)
 
 Nproc = Annotated[int | None, typer.Option(
     "--nproc", min=1, help="train in N processes on this machine (DDP, launched by torchrun's own launcher): "

@@ -129,3 +129,34 @@ def scratch_gradcheck(seed: Annotated[int, typer.Option(help="seed of the random
 
 def _fmt(values: list[float]) -> str:
     return "[" + ", ".join(f"{v:.3f}" for v in values) + "]"
+
+
+LIST_KINDS = ("models", "formats", "losses", "optimizers", "schedules", "augment", "callbacks", "analyses")
+
+
+def list_names(
+    kind: Annotated[str | None, typer.Argument(help=f"one of {', '.join(LIST_KINDS)} (default: all)")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="a config whose imports: (your own code) to include")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="text, or md (the Markdown tables of the README)")] = "text",
+) -> None:
+    """Every name a config can use, with its options, their types and defaults (your own code too, with --config)."""
+    from cnnlab.errors import UserError
+
+    if kind is not None and kind not in LIST_KINDS:
+        from cnnlab.errors import suggest
+
+        raise UserError(f"'{kind}': not a kind of thing cnnlab lists{suggest(kind, LIST_KINDS)}; use one of "
+                        f"{', '.join(LIST_KINDS)}")
+    if fmt not in ("text", "md"):
+        raise UserError(f"--format: '{fmt}' is not one of text, md")
+    if config is not None:
+        from cnnlab.resolve import load_config
+
+        load_config(config)  # imports its code: what it registers is listed with the rest
+    from cnnlab import reference
+
+    kinds = [kind] if kind else list(LIST_KINDS)
+    if fmt == "md":
+        print("\n".join(f"### {k}\n\n{reference.markdown(k, builtin_only=False)}" for k in kinds), end="")
+    else:
+        print(reference.text(kinds), end="")

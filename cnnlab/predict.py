@@ -70,7 +70,7 @@ def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "b
 def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best", "last"] = "best") -> tuple[Path, int]:
     """Write `out` atomically; return its path and the number of rows."""
     out = writable_file(out, "--out")  # before the model and images are loaded
-    run = Run(run_dir)
+    run = Run(run_dir).check()
     info = run.data_info
     ids, x = read_inputs(Path(input_path), info)
     labels = probabilities(run, x, which).argmax(1).tolist()

@@ -112,9 +112,11 @@ class Entry:
         return list(self._fixed)
 
     def doc(self) -> str:
-        """The first line of the builder's docstring."""
-        text = inspect.getdoc(self.source) or ""
-        return text.strip().splitlines()[0] if text.strip() else ""
+        """The first paragraph of the builder's docstring, on one line."""
+        own = self.source.__dict__.get("__doc__") if isinstance(self.source, type) else None  # not a base class's
+        text = inspect.cleandoc(own or "") if isinstance(self.source, type) else (inspect.getdoc(self.source) or "")
+        text = text.strip()
+        return " ".join(line.strip() for line in text.split("\n\n")[0].splitlines())
 
 
 class Registry:
@@ -141,8 +143,10 @@ class Registry:
             origin = origin_of(fn)
             held = self._entries.get(name)
             if held is not None and held.origin != origin:
-                raise ConfigError(f"{self.kind} '{name}' is registered twice: by {_shown(held.origin)} and by "
-                                  f"{_shown(origin)}; rename one")
+                a, b = _shown(held.origin), _shown(origin)
+                if a == b:  # two files of one name: their folders tell them apart
+                    a, b = str(held.origin), str(origin)
+                raise ConfigError(f"{self.kind} '{name}' is registered twice: by {a} and by {b}; rename one")
             self._entries[name] = self._entry(name, fn, origin, context)
             return fn
 
@@ -164,8 +168,11 @@ class Registry:
     def names(self) -> list[str]:
         return sorted(self._entries)
 
-    def entries(self) -> list[Entry]:
-        return [self._entries[n] for n in self.names()]
+    def entries(self, referenced: bool = True) -> list[Entry]:
+        """Registered entries by name, then (with `referenced`) the FILE.py:NAME references this process
+        has resolved (a config's own code)."""
+        out = [self._entries[n] for n in self.names()]
+        return out + [e for _, e in self._references.values()] if referenced else out
 
     def __contains__(self, name: str) -> bool:
         return self._resolve_name(name) is not None or is_reference(name)

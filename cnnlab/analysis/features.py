@@ -67,6 +67,7 @@ def default_layers(subject: Subject) -> dict[str, object]:
 def features(subject: Subject, out: Outputs, layer: str | None = None, split: str | None = None,
              images: Annotated[int, Field(ge=1, le=100)] = 10,
              maps: Annotated[int, Field(ge=1, le=256)] = 16, seed: int = 0) -> list[str]:
+    """Feature maps of one image per class at the named layers (default: every conv block)."""
     if layer is None:
         chosen = default_layers(subject)
     else:

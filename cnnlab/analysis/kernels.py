@@ -33,6 +33,7 @@ def _unit(w: np.ndarray) -> np.ndarray:
 def kernels(subject: Subject, out: Outputs, layer: str | None = None,
             filters: Annotated[int, Field(ge=1, le=1024)] = 64,
             channels: Annotated[int, Field(ge=1, le=64)] = 8) -> list[str]:
+    """A conv layer's filters as a grid of images (default: the first conv)."""
     name, conv = subject.layer(layer)
     w = conv.weight.detach().float().cpu().numpy()  # (out, in, kh, kw)
     norms = np.sqrt((w.reshape(len(w), -1) ** 2).sum(1))

@@ -272,6 +272,7 @@ def landscape(subject: Subject, out: Outputs,
               batch: Annotated[int, Field(ge=1, le=65536)] = 256,
               se_batch: Annotated[int, Field(ge=1, le=65536)] = 64,
               compile: Literal["auto", True, False] = "auto") -> list[str]:
+    """The training loss on the line from the initial to the trained weights and on filter-normalised random directions (1-D and 2-D)."""
     from cnnlab.training.losses import build_loss
 
     started = time.perf_counter()

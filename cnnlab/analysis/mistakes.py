@@ -47,6 +47,7 @@ def probabilities(subject: Subject, data) -> tuple[np.ndarray, np.ndarray]:
 def errors(subject: Subject, out: Outputs, split: str | None = None,
            top: Annotated[int, Field(ge=1, le=100)] = 16,
            pairs: Annotated[int, Field(ge=1, le=1000)] = 20) -> list[str]:
+    """The most confident mistakes, the most confused class pairs, and per-class precision, recall and F1."""
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     split_name, data = subject.split(split)

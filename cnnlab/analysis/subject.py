@@ -135,6 +135,14 @@ class Subject:
             ys.append(y)
         return torch.cat(xs).contiguous(), torch.cat(ys)
 
+    def images(self, split: str | None = None, n: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Up to n images of a labelled split (default: test, else val, else train) as the model
+        takes them (normalised, on its device), and their labels: all of them, or a stratified,
+        seeded n. The simplest door for an analysis of one's own."""
+        _, s = self.split(split)
+        idx = self.stratified(s, n, seed) if n is not None else list(range(len(s)))
+        return self.batch(s, idx)
+
     def display(self, x: torch.Tensor) -> np.ndarray:
         """Normalised images (N, C, H, W) back to (N, H, W, C) in 0..1 for figures."""
         mean = torch.tensor(self.info["mean"], device=x.device).view(1, -1, 1, 1)

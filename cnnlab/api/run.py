@@ -159,11 +159,17 @@ class Run:
         plt.close(fig)  # shown once, by the notebook's display of the returned figure
         return fig
 
-    def resume(self, **kwargs: Any) -> Run:
-        """Continue an interrupted run (see cnnlab.resume)."""
-        from cnnlab.api.training import resume
+    def resume(self, *, callbacks: list[Any] | None = None, quiet: bool = False, progress: bool | None = None,
+               model: Any = None, data: Any = None) -> Run:
+        """Continue an interrupted run from its last checkpoint. `callbacks`: the Python callbacks it had
+        (they are not stored); `model`, `data`: the objects it was trained with, when they came from
+        Python and cannot be imported again."""
+        from cnnlab.training.runner import resume as run_resume
 
-        return resume(self, **{"code": self.code, **kwargs})
+        self._bind(model=model, data=data)
+        result = run_resume(self.path, quiet=quiet, callbacks=list(callbacks or []), progress=progress,
+                            code=self.code)  # type: ignore[arg-type]
+        return Run(result.run_dir, code=self.code)
 
     def analyze(self, what: str, checkpoint: Checkpoint = "best", **options: Any) -> list[str]:
         """One analysis (kernels, features, errors, cam, landscape, or your own); see cnnlab.analyze."""

@@ -123,16 +123,12 @@ def train(config: ConfigLike = None, *, model: Any = None, data: Any = None, los
 
 def resume(run: Any, *, callbacks: list[Any] | None = None, quiet: bool = False, progress: bool | None = None,
            code: str | None = None, model: Any = None, data: Any = None) -> Any:
-    """Continue an interrupted run from its last checkpoint. `callbacks`: the Python callbacks it had
-    (they are not stored); `model`, `data`: the objects it was trained with, when they came from
-    Python and cannot be imported again; `code`: check, stored or current (see cnnlab.Run)."""
-    from cnnlab.api.run import Run, bind_objects
-    from cnnlab.training.runner import resume as run_resume
+    """Continue an interrupted run from its last checkpoint (see cnnlab.Run.resume); `code`: check,
+    stored or current (see cnnlab.Run)."""
+    from cnnlab.api.run import Run
 
-    path = Path(getattr(run, "path", run))
-    bind_objects(path, model=model, data=data)
-    result = run_resume(path, quiet=quiet, callbacks=list(callbacks or []), progress=progress, code=code)  # type: ignore[arg-type]
-    return Run(result.run_dir, code=code)
+    return Run(getattr(run, "path", run), code=code).resume(callbacks=callbacks, quiet=quiet, progress=progress,
+                                                           model=model, data=data)
 
 
 # ----------------------------------------------------------------------------- configs and objects

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, UserError
 from cnnlab.lazy import lazy
 from cnnlab.models import alexnet, cnn, lenet, resnet, small_vgg, tv, vgg  # noqa: F401  (registers the families)
 from cnnlab.models.registry import CONTEXT, MODELS
@@ -29,16 +29,19 @@ def build_model(model: Any, input_shape: tuple[int, int, int], num_classes: int)
     c, h, w = input_shape
     name = model["name"] if isinstance(model, dict) else model.name
     label = f"'{short(name)}'"
-    net = MODELS.build(model, in_channels=c, num_classes=num_classes, input_size=(h, w), input_shape=(c, h, w))
-    if not isinstance(net, torch.nn.Module):
-        raise ConfigError(f"model.name: {label} returned a {type(net).__name__}, not a torch.nn.Module")
     user = MODELS.get(str(name)).origin is not None
-    if user:
-        add_code_of(net)
     try:
+        # (built-in builders size their layers with a forward pass: their errors are caught here too)
+        net = MODELS.build(model, in_channels=c, num_classes=num_classes, input_size=(h, w), input_shape=(c, h, w))
+        if not isinstance(net, torch.nn.Module):
+            raise ConfigError(f"model.name: {label} returned a {type(net).__name__}, not a torch.nn.Module")
+        if user:
+            add_code_of(net)
         net.eval()
         with torch.no_grad():
             out = net(torch.zeros(2, c, h, w))
+    except UserError:
+        raise
     except Exception as e:
         err = blame(e, f"model.name: {label} failed on a batch of 2 {c}x{h}x{w} images") if user else None
         if err is not None:

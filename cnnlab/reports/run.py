@@ -203,8 +203,30 @@ def reproduce(doc: Doc, info: RunInfo) -> None:
     doc.add(Text(["config.yaml is the resolved config: every default filled in, so the run does not depend on "
                   "the defaults of a later cnnlab."]))
     doc.add(Code(run.config_text(), summary="Resolved config (config.yaml)", lang="yaml"))
+    user_code(doc, run)
     if info.cfg_problem:
         doc.add(Notice(["This cnnlab no longer accepts the config: ", info.cfg_problem]))
+
+
+def user_code(doc: Doc, run: Run) -> None:
+    """The user's own files and objects the run was trained with (code.json), when it had any."""
+    try:
+        code = run.code_manifest()
+    except UserError:
+        code = None
+    if not code:
+        return
+    rows = []
+    for entry in [*code.get("files", []), *code.get("modules", [])]:
+        for e in [entry, *entry.get("helpers", [])]:
+            rows.append([Mono(str(e.get("path"))), Mono(str(e.get("sha256", ""))[:12]), Mono(str(e.get("copy")))])
+    if rows:
+        doc.add(Text("The run's own code (imports: and FILE.py:NAME references), with the copy the run keeps "
+                     "(`--code stored` uses it when the file has changed or gone):"))
+        doc.add(Table(["file", "sha256", "copy in the run"], rows, align="lll"))
+    for obj in code.get("objects", []):
+        doc.add(Notice([f"{obj.get('where')}: {obj.get('object') or obj.get('what')} ({obj.get('why', '')}); another "
+                        "process cannot rebuild it: open the run from Python and pass it again"]))
 
 
 def environment(doc: Doc, info: RunInfo) -> None:

@@ -19,6 +19,7 @@ from cnnlab.errors import DivergedError, UserError
 from cnnlab.lease import HOST
 from cnnlab.rundir import Run
 from cnnlab.training import runner
+from cnnlab.usercode import record
 
 SPLITS = ("train", "val", "test")
 KINDS = ("loss", "acc", "top5")
@@ -32,10 +33,16 @@ def _same_config(run: Run, cfg: Config) -> bool:
     return saved is not None and canon(saved) == canon(cfg.to_dict())
 
 
+def _same_code(run: Run, cfg: Config) -> bool:
+    """The run used the user code (files and their hashes) that this config imports now."""
+    return record.fingerprint(run.code_manifest() or {}) == record.fingerprint(record.snapshot(cfg))
+
+
 def previous(run_dir: Path, cfg: Config) -> str:
-    """What an earlier attempt left in run_dir: 'finished', 'resumable' or 'none'."""
+    """What an earlier attempt left in run_dir: 'finished', 'resumable' or 'none' (also when the
+    user's own code changed since: the run is trained again with the code as it is now)."""
     run = Run(run_dir)
-    if not run_dir.is_dir() or not _same_config(run, cfg):
+    if not run_dir.is_dir() or not _same_config(run, cfg) or not _same_code(run, cfg):
         return "none"
     summary = run.summary_or_none()
     if summary is not None and summary.get("status") in FINISHED:

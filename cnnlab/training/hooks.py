@@ -31,8 +31,16 @@ class Hooks:
         return bool(self._by_hook[hook])
 
     def call(self, hook: str, *args: Any) -> None:
+        """Every callback's hook; a StopTraining (early stopping at an epoch's end) is raised once all
+        of them have seen the moment, so a callback listed after early stopping still logs that epoch."""
+        stop: StopTraining | None = None
         for cb in self._by_hook[hook]:
-            self._call(cb, hook, *args)
+            try:
+                self._call(cb, hook, *args)
+            except StopTraining as e:
+                stop = stop or e
+        if stop is not None:
+            raise stop
 
     def _call(self, cb: Callback, hook: str, *args: Any) -> Any:
         try:

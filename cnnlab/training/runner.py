@@ -31,6 +31,7 @@ from cnnlab.training.signals import StopRequests
 from cnnlab.training.trainer import StopTraining, Trainer, TrainState
 from cnnlab.usercode import record
 from cnnlab.usercode.blame import blame
+from cnnlab.usercode.imports import short
 from cnnlab.usercode.record import CodeSource
 
 
@@ -78,8 +79,7 @@ def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, p
         write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
     stops = StopRequests()
     trainer = session.trainer(run, reporter, stop_requested=stops.requested)
-    trainer.save_init()
-    return _fit(session, trainer, run, stops)
+    return _fit(session, trainer, run, stops, first=True)
 
 
 def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = None, progress: bool | None = None,
@@ -126,10 +126,10 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
     if s.pipeline.input_shape != s.bundle.image_shape:
         shape += " -> " + "x".join(map(str, s.pipeline.input_shape))
     where = "in memory" if s.bundle.in_memory else "read from files per batch"
-    text = (f"run {run.path}\ndata {s.bundle.format}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}"
+    text = (f"run {run.path}\ndata {short(s.bundle.format)}: {sizes}; {s.bundle.num_classes} classes; {shape}; {where}"
             + "".join(f"\n{'per class' if i == 0 else '         '} {line}"
                       for i, line in enumerate(count_lines(counts, s.bundle.classes)))
-            + f"\nmodel {s.cfg.model.name}: {s.engine.param_count():,} parameters; device {s.device}"
+            + f"\nmodel {short(s.cfg.model.name)}: {s.engine.param_count():,} parameters; device {s.device}"
             + (f"; {s.label}" if s.label else "")
             + (f"\ndistributed {s.world.size} processes ({'nccl' if s.device.type == 'cuda' else 'gloo'}), "
                f"{s.cfg.train.batch_size} images per step shared between them" if s.world.distributed else ""))
@@ -145,7 +145,9 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
     return text + ("\noptions " + "; ".join(options) if options else "")
 
 
-def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> RunResult:
+def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, first: bool = False) -> RunResult:
+    """Train under the run's lock, from its start (`first`: init.pt is written after on_run_start)
+    or where it stopped; summary.json says how it ended, whatever happens."""
     env = rundir.environment()  # once: it asks git
     status, reason = "completed", None
     resumed = trainer.state.epoch > 0 or trainer.position() != "after epoch 0"
@@ -156,6 +158,8 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests) -> R
         run.write_summary(make_summary(session, trainer.state, "running", None, env))
         try:
             trainer.hooks.call("on_run_start", context)
+            if first:
+                trainer.save_init()
             with stops:
                 trainer.fit()
         except StopTraining as e:

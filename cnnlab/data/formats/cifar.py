@@ -81,7 +81,7 @@ def load_cifar(
     label_mode: Literal["fine", "coarse"] = "fine",
     version: Literal["auto", "python", "binary"] = "auto",
 ) -> RawDataset:
-    """Read the training batches and the test batch of CIFAR-10 or CIFAR-100."""
+    """data.path: `cifar-10-batches-py`, `cifar-10-batches-bin`, `cifar-100-python` or `cifar-100-binary` (or the folder above it): the training batches and the test batch (`label_mode: fine|coarse` for CIFAR-100)."""
     folder, layout = detect(path, version)
     is100 = layout.title == "CIFAR-100"
     if label_mode == "coarse" and not is100:

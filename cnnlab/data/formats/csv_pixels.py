@@ -156,7 +156,7 @@ def load_csv_pixels(
     image_shape: list[int] | None = None,
     num_classes: int | None = None,
 ) -> RawDataset:
-    """A labelled training CSV (the file itself, or train_file in the folder), optionally a labelled test CSV."""
+    """data.path: a CSV of label,pixel0,pixel1,... rows (the file itself, or `train_file` in the folder), optionally a labelled `test_file`."""
     folder, train_path = (path.parent, path) if path.is_file() else (path, path / train_file)
     if label_column not in read_header(train_path):
         raise DataError(f"{train_path}: no '{label_column}' column in the header; set data.label_column")

@@ -73,7 +73,7 @@ def _images(arr: np.ndarray, path: Path) -> torch.Tensor:
 
 @FORMATS.register("idx", context=("path", "cache_dir"))
 def load_idx(path: Path, num_classes: int | None = None, cache_dir: Path | None = None) -> RawDataset:
-    """Read train-* (required) and t10k-* (optional, the test split) IDX files.
+    """data.path: a folder with train-images-idx3-ubyte[.gz] and its labels (MNIST, Fashion-MNIST), and t10k-* as the test split.
 
     Decompressed once and cached (data.cache): gunzipping Fashion-MNIST costs every run and
     every study worker half a second.

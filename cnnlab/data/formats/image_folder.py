@@ -115,7 +115,7 @@ def load_image_folder(
     skip_corrupt: bool = False,
     splits: dict[Literal["train", "val", "test"], str] | None = None,
 ) -> RawDataset:
-    """Decode every image once (cached) into uint8 tensors, labelled by their class folder."""
+    """data.path: `root/<class>/*.png|jpg...` or a .zip of it, optionally with `train/ val/ (or dev/) test/` split folders (others named by `splits`); decoded once, cached."""
     tree = FileTree(path)
     size = _size(image_size)
     key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,

@@ -40,7 +40,7 @@ def load_mat(
     test_label_var: str | None = None,
     num_classes: int | None = None,
 ) -> RawDataset:
-    """Images and labels from named variables; the test set from `test_from` or its own variables."""
+    """data.path: a MATLAB v4-v7 .mat file: images and labels from named variables; the test set from `test_from` (60000 for mnist-original.mat) or its own variables."""
     if not path.is_file():
         raise DataError(f"{path}: expected a .mat file")
     if (test_data_var is None) != (test_label_var is None):

@@ -122,7 +122,7 @@ def load_npy_csv(
     image_shape: list[int] | None = None,
     num_classes: int | None = None,
 ) -> RawDataset:
-    """Images from the .npy array, labels from the CSV row whose image_id is the array row."""
+    """data.path: a Kaggle-style folder with train.npy (N x 784, or N x H x W [x C]) and train.csv (image_id,label); `cnnlab predict` reads test.npy."""
     if not path.is_dir():
         raise DataError(f"{path}: expected a folder holding {train_file} and {labels_file}")
     arr = load_npy(path / train_file)

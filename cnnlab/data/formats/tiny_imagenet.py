@@ -30,7 +30,7 @@ def load_tiny_imagenet(
     image_size: int = 64,
     skip_corrupt: bool = False,
 ) -> RawDataset:
-    """Train and val images as uint8 RGB (grayscale JPEGs converted), classes named from words.txt."""
+    """data.path: `tiny-imagenet-200/` or its .zip: train and val images as uint8 RGB at `image_size`, classes named from words.txt; `cnnlab predict` on test/images."""
     if image_size <= 0:
         raise DataError(f"data.image_size: must be positive, got {image_size}")
     tree = FileTree(path)
