@@ -191,10 +191,11 @@ def analyze(
 ) -> None:
     use_code(code)
     from cnnlab.analysis.command import analyze as run_analysis
-    from cnnlab.analysis.command import check, parse_options
+    from cnnlab.analysis.command import check, know, parse_options
 
     _check_choice("--checkpoint", checkpoint, ("best", "last"))
     options = parse_options(list(ctx.args))
+    what = know(run_dir, what)  # the run's own code registers its own analyses
     check(what, options)  # a typo is answered before the run is loaded
     found, written = run_analysis(run_dir, what, options, checkpoint)
     for line in found:

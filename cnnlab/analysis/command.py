@@ -21,6 +21,17 @@ from cnnlab.rundir import Run
 from cnnlab.usercode.imports import is_reference, split_reference
 
 
+def know(run_dir: Path, what: str) -> str:
+    """`what` as the registry knows it: a reference made absolute, or a name the run's own code
+    registers (its imports: are loaded, which checks its files first); built-ins cost nothing."""
+    from cnnlab.analysis.catalog import ANALYSES
+
+    what = _absolute(what)
+    if not is_reference(what) and what not in ANALYSES.names():
+        run_config(Run(run_dir).check())
+    return what
+
+
 def folder_name(what: str) -> str:
     """Where an analysis's files go in RUN/analysis/: its name (a reference's function name)."""
     return split_reference(what)[1] if is_reference(what) else what
@@ -92,10 +103,7 @@ def analyze(run_dir: Path, what: str, options: dict[str, Any], which: str = "bes
     code registers (the run's imports: are loaded first to know it)."""
     from cnnlab.analysis.catalog import ANALYSES
 
-    what = _absolute(what)
-    if not is_reference(what) and what not in ANALYSES.names():
-        Run(run_dir).check()
-        run_config(Run(run_dir))  # imports the run's own code, which may register it
+    what = know(run_dir, what)
     settings = check(what, options)
     Run(run_dir).check()
     from cnnlab.analysis.outputs import Outputs

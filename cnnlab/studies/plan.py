@@ -18,6 +18,7 @@ from cnnlab.config import Config
 from cnnlab.errors import ConfigError
 from cnnlab.resolve import apply_overrides, resolve
 from cnnlab.studies.spec import Param, Study, choice_value, fmt_value, yaml_value
+from cnnlab.usercode.paths import absolutize
 
 
 def digest(obj: Any, n: int = 10) -> str:
@@ -98,7 +99,9 @@ class Plan:
 
     def run_config(self, overrides: dict[str, Any], seed: int, fold: int | None, name: str) -> Config:
         """The resolved config of one run."""
-        return resolve(run_raw(self.study.base_raw, overrides, seed, fold, len(self.folds), name))
+        raw = run_raw(self.study.base_raw, overrides, seed, fold, len(self.folds), name)
+        absolutize(raw, self.study.path.resolve().parent)  # FILE.py:NAME levels of an axis: relative to the study file
+        return resolve(raw)
 
     @property
     def fingerprint(self) -> str:

@@ -39,6 +39,7 @@ from cnnlab.config import SECTIONS, read_yaml
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.registry import format_validation_error
 from cnnlab.resolve import apply_overrides
+from cnnlab.usercode.paths import absolutize
 
 # Row columns a study can rank by: `val_acc` is the value at the selected (best-val) epoch,
 # `best_`/`final_` the best over epochs and the last epoch's value.
@@ -179,7 +180,10 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     for key in spec.overrides:
         _check_key(key, f"{where}: overrides")
     try:  # the file's overrides, then the command line's, as `cnnlab train` applies them
-        apply_overrides(base_raw, [f"{k}={yaml_value(v)}" for k, v in spec.overrides.items()] + list(overrides))
+        apply_overrides(base_raw, [f"{k}={yaml_value(v)}" for k, v in spec.overrides.items()])
+        absolutize(base_raw, path.resolve().parent)  # user files named in the study file: relative to it
+        apply_overrides(base_raw, list(overrides))
+        absolutize(base_raw, Path.cwd())  # ... and on the command line: relative to where it is typed
     except ConfigError as e:
         raise ConfigError(f"{where}: {e}") from None
     name = spec.name or path.stem
@@ -229,13 +233,16 @@ def default_direction(metric: str) -> Literal["maximize", "minimize"]:
 
 def _base(spec: StudySpec, path: Path) -> dict[str, Any]:
     if isinstance(spec.base, dict):
-        return copy.deepcopy(spec.base)
+        raw = copy.deepcopy(spec.base)
+        absolutize(raw, path.resolve().parent)
+        return raw
     base_path = Path(spec.base).expanduser()
     if not base_path.is_absolute():
         base_path = path.parent / base_path
     if not base_path.is_file():
         raise ConfigError(f"{path}: base: config file {base_path} not found; give a path relative to the study file")
     raw = read_yaml(base_path)
+    absolutize(raw, base_path.resolve().parent)  # the base config's own imports: and FILE.py:NAME
     raw.setdefault("name", base_path.stem)
     return raw
 
