@@ -33,6 +33,17 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
+@pytest.fixture
+def fresh_registries():
+    """What a test's user files register is forgotten after it (one process runs many tests)."""
+    from cnnlab.registry import ALL
+
+    saved = [(r, dict(r._entries), dict(r._references)) for r in ALL]
+    yield
+    for r, entries, refs in saved:
+        r._entries, r._references = entries, refs
+
+
 def write_idx(path: Path, arr: np.ndarray, compress: bool = True) -> None:
     header = bytes([0, 0, 0x08, arr.ndim]) + struct.pack(">" + "I" * arr.ndim, *arr.shape)
     data = header + np.ascontiguousarray(arr, dtype=np.uint8).tobytes()

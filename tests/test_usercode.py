@@ -43,15 +43,7 @@ def tiny(num_classes: int, input_shape: tuple, width: int = 4):
 '''
 
 
-@pytest.fixture(autouse=True)
-def _fresh_registries():
-    """What a test's files register is forgotten after it (one process runs many tests)."""
-    from cnnlab.registry import ALL
-
-    saved = [(r, dict(r._entries), dict(r._references)) for r in ALL]
-    yield
-    for r, entries, refs in saved:
-        r._entries, r._references = entries, refs
+pytestmark = pytest.mark.usefixtures("fresh_registries")
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -265,3 +257,30 @@ def test_reference_forms_and_bad_imports_entries(tmp_path):
         resolve({"imports": ["3bad"], "data": {"format": "idx", "path": "x"}, "model": {"name": "cnn"}})
     with pytest.raises(UserError, match="unknown model 'nope'.*or name your own as FILE.py:NAME"):
         resolve({"data": {"format": "idx", "path": "x"}, "model": {"name": "nope"}})
+
+
+def test_a_user_net_that_views_conv_outputs_keeps_nchw():
+    """`hidden.view(-1, n)` (the CIFAR write-up's net) fails on a channels_last batch: auto keeps NCHW for it."""
+    import torch
+    from torch import nn
+
+    from cnnlab.training.session import works_channels_last
+
+    class Views(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.fc = nn.Linear(4 * 8 * 8, 10)
+
+        def forward(self, x):
+            return self.fc(self.conv(x).view(-1, 4 * 8 * 8))
+
+    class Flattens(Views):
+        def forward(self, x):
+            return self.fc(self.conv(x).flatten(1))
+
+    views, flattens = Views(), Flattens()
+    before = torch.get_rng_state()
+    assert not works_channels_last(views, (3, 8, 8)) and works_channels_last(flattens, (3, 8, 8))
+    assert torch.equal(torch.get_rng_state(), before) and views.training
+    assert views.conv.weight.is_contiguous()  # put back as it was

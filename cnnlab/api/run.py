@@ -243,7 +243,7 @@ def _as_images(images: Any, info: dict[str, Any]) -> Any:
     if isinstance(images, (list, tuple)):
         arr = np.stack([_image(im, f"images[{i}]") for i, im in enumerate(images)])
         return torch.from_numpy(arr)
-    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.asarray(images))
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
     c = info.get("image_shape", info["input_shape"])[0]
     if x.dim() == 3:
         x = x[:, None] if c == 1 else x[None]

@@ -89,8 +89,7 @@ def build(config: ConfigLike = None, *, model: Any = None, data: Any = None, los
         if "." in key:
             items.append(f"{key}={yaml_value(value)}")
         elif isinstance(value, dict) and isinstance(raw.get(key), dict):
-            raw[key] = {**raw[key], **value} if value.get(_selector(key), raw[key].get(_selector(key))) == \
-                raw[key].get(_selector(key)) else dict(value)
+            _merge(raw, key, value)
         else:
             raw[key] = copy.deepcopy(value)
     apply_overrides(raw, items)
@@ -174,7 +173,7 @@ def _put(raw: dict[str, Any], section: str, key: str, obj: Any, objects: dict[st
         raw[section] = {**({} if raw[section].get(key) != obj else raw[section]), key: obj}
         return
     if isinstance(obj, dict):
-        raw[section] = {**raw.get(section, {}), **obj}
+        _merge(raw, section, obj)
         return
     ref = reference_of(obj, f"{section}.{key}")
     if live.is_live(ref):
@@ -182,6 +181,20 @@ def _put(raw: dict[str, Any], section: str, key: str, obj: Any, objects: dict[st
     old = raw.get(section) if isinstance(raw.get(section), dict) else {}
     kept = {k: v for k, v in old.items() if k in _fixed_keys(section)}
     raw[section] = {**kept, key: ref}
+
+
+def _merge(raw: dict[str, Any], section: str, value: dict[str, Any]) -> None:
+    """A section's keys set from a dict; one that names another function (loss={"name": "focal.py:focal"})
+    drops the options of the one it replaces and keeps the section's own keys (loss.l2), as an
+    override on the command line does."""
+    old = raw.get(section) if isinstance(raw.get(section), dict) else {}
+    selector = _selector(section)
+    if selector in value and value[selector] != old.get(selector) and section in _OPEN:
+        old = {k: v for k, v in old.items() if k in _fixed_keys(section) and k != selector}
+    raw[section] = {**old, **copy.deepcopy(value)}
+
+
+_OPEN = ("data", "model", "optim", "schedule", "loss")
 
 
 def _fixed_keys(section: str) -> set[str]:
@@ -192,8 +205,8 @@ def _fixed_keys(section: str) -> set[str]:
 
 def _put_data(raw: dict[str, Any], data: Any, objects: dict[str, str]) -> None:
     """data=: a `data:` mapping (with its format) merges; a dataset or arrays become a live format."""
-    if isinstance(data, dict) and "format" in data:
-        raw["data"] = {**raw.get("data", {}), **data}
+    if isinstance(data, dict) and not set(data) <= {"train", "val", "dev", "valid", "validation", "test"}:
+        raw["data"] = {**raw.get("data", {}), **data}  # a data: section (format, path, options), not splits
         return
     if isinstance(data, (str, Path)):
         raw.setdefault("data", {})["path"] = str(data)

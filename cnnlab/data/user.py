@@ -109,7 +109,7 @@ def _read(obj: Any, label: str) -> tuple[torch.Tensor, list[Any], Any]:
         obj = list(zip(*obj))  # (list of images, list of labels): read as pairs
     is_dataset = hasattr(obj, "__getitem__") and hasattr(obj, "__len__")
     if not is_dataset or isinstance(obj, (str, bytes, np.ndarray, torch.Tensor)):
-        raise DataError(f"data.format: {label} returned a {type(obj).__name__}; return a Dataset of (image, label) "
+        raise DataError(f"data.format: {label} returned {_a(obj)}; return a Dataset of (image, label) "
                         "pairs, (images, labels) arrays, or a dict of them by split")
     add_code_of(obj)
     n = len(obj)
@@ -121,21 +121,20 @@ def _read(obj: Any, label: str) -> tuple[torch.Tensor, list[Any], Any]:
         try:
             item = obj[i]
         except Exception as e:
-            err = blame(e, f"data.format: {label}[{i}] raised")
+            err = blame(e, f"data.format: {label} item {i} raised")
             if err is None:
                 raise
             raise err from None
         if not isinstance(item, (tuple, list)) or len(item) < 2:
-            raise DataError(f"data.format: {label}[{i}] is a {type(item).__name__}; a dataset must return (image, label) "
-                            "pairs")
-        img = _image(item[0], f"{label}[{i}]")
+            raise DataError(f"data.format: {label} item {i} is {_a(item)}; a dataset must return (image, label) pairs")
+        img = _image(item[0], f"{label} item {i}")
         if first_shape is None:
             first_shape = tuple(img.shape)
         elif tuple(img.shape) != first_shape:
-            raise DataError(f"data.format: {label}[{i}] is an image of {tuple(img.shape)} (C, H, W) but [0] is "
+            raise DataError(f"data.format: {label} item {i} is an image of {tuple(img.shape)} (C, H, W) but item 0 is "
                             f"{first_shape}; return images of one size (resize them in the dataset)")
         images.append(img)
-        labels.append(_label(item[1], f"{label}[{i}]"))
+        labels.append(_label(item[1], f"{label} item {i}"))
     x = np.stack(images)
     return torch.from_numpy(x), labels, obj
 
@@ -153,8 +152,7 @@ def _image(img: Any, where: str) -> np.ndarray:
         if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
             arr = arr.transpose(1, 2, 0)
     else:
-        raise DataError(f"data.format: {where}: the image is a {type(img).__name__}; return a PIL image, a NumPy array or "
-                        "a tensor")
+        raise DataError(f"data.format: {where}: the image is {_a(img)}; return a PIL image, a NumPy array or a tensor")
     if arr.ndim == 2:
         arr = arr[:, :, None]
     if arr.ndim != 3:
@@ -167,6 +165,13 @@ def _image(img: Any, where: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise DataError(f"data.format: {where}: the image holds NaN or infinite values")
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def _a(obj: Any) -> str:
+    """'an int', 'a str': the type of what came back, in words."""
+    name = type(obj).__name__
+    known = {"ndarray": "a NumPy array", "Tensor": "a tensor", "NoneType": "None"}
+    return known.get(name) or f"{'an' if name[:1].lower() in 'aeiou' else 'a'} {name}"
 
 
 def _images(images: Any, label: str) -> torch.Tensor:

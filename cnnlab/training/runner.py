@@ -142,7 +142,8 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
                (f"landscape probe every {t.probe.every} steps ({t.probe.steps} sizes, {t.probe.range[0]:g}-"
                 f"{t.probe.range[1]:g} x lr; probe.csv)") if t.probe is not None else ""]
     options = [o for o in options if o]
-    return text + ("\noptions " + "; ".join(options) if options else "")
+    return (text + ("\noptions " + "; ".join(options) if options else "")
+            + "".join(f"\nnote {n}" for n in s.notes))
 
 
 def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, first: bool = False) -> RunResult:

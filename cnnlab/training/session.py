@@ -30,7 +30,7 @@ from cnnlab.device import Autocast, autocast, memory_format
 from cnnlab.device import setup as device_setup
 from cnnlab.distributed import SINGLE, World
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_model
+from cnnlab.models import MODELS, build_model
 from cnnlab.rundir import Run
 from cnnlab.training.callbacks import CALLBACKS
 from cnnlab.training.data_parallel import DataParallelEngine, sync_batchnorm
@@ -63,6 +63,7 @@ class Session:
     autocast: Autocast
     callbacks: list[Callback] = field(default_factory=list)  # early stopping, TensorBoard, callbacks:, the API's
     world: World = SINGLE  # this process's place in a distributed run
+    notes: list[str] = field(default_factory=list)  # things the banner says about how the run was set up
 
     def data_info(self) -> dict[str, Any]:
         """data.json: the bundle's description, with the model's input shape (after augment's always-ops)."""
@@ -106,6 +107,12 @@ def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list
     torch.manual_seed(cfg.seed)  # the same seed gives the same initial weights, whatever came before
     model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
     nhwc = kind.channels_last(cfg, device, model)
+    notes: list[str] = []
+    if nhwc and cfg.train.channels_last == "auto" and MODELS.get(cfg.model.name).origin is not None \
+            and not works_channels_last(model, pipeline.input_shape):
+        nhwc = False  # a user's net written for NCHW (.view on a conv's output): keep it as written
+        notes.append("NCHW memory: your model's forward fails on channels_last batches (a .view of a conv output?); "
+                     ".reshape or .flatten would let it run in the faster NHWC layout")
     model = model.to(device, memory_format=memory_format(nhwc))
     model = sync_batchnorm(model, cfg.model.sync_bn, device, world)
 
@@ -134,7 +141,24 @@ def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list
     _check_monitor("schedule.monitor", schedule.monitor, logged)
     own = build_callbacks(cfg, logged) + [as_callback(cb) for cb in callbacks]
     return Session(cfg, device, bundle, pipeline, model, engine, kind.label, schedule, loss_fn, train_loader, eval_loaders,
-                   generator, amp, own, world)
+                   generator, amp, own, world, notes)
+
+
+def works_channels_last(model: nn.Module, input_shape: tuple[int, ...]) -> bool:
+    """Whether the model's forward (eval mode, no gradients, on the CPU) accepts a channels_last batch;
+    the model and torch's random state are left as they were."""
+    was = model.training
+    state = torch.get_rng_state()
+    try:
+        model.eval().to(memory_format=torch.channels_last)
+        with torch.no_grad():
+            model(torch.zeros(2, *input_shape).to(memory_format=torch.channels_last))
+        return True
+    except RuntimeError:
+        return False
+    finally:
+        model.to(memory_format=torch.contiguous_format).train(was)
+        torch.set_rng_state(state)
 
 
 def build_callbacks(cfg: Config, logged: list[str]) -> list[Callback]:
