@@ -153,3 +153,42 @@ def test_both_engines_implement_the_seam():
     for name, cls in ENGINES.items():
         missing = [w for w in wanted if not hasattr(cls, w) and w not in ("eval_tag",)]
         assert missing == [], (name, missing)
+
+
+# Layers, lowest first: a module may import its own layer and those below, never one above.
+LAYERS = [
+    ("base", ("cnnlab.errors", "cnnlab.io", "cnnlab.lazy", "cnnlab.config", "cnnlab.lease", "cnnlab.checkpoints",
+              "cnnlab.usercode", "cnnlab.registry", "cnnlab.callbacks", "cnnlab.rundir", "cnnlab.device",
+              "cnnlab.distributed", "cnnlab.progressbar", "cnnlab.scratch")),
+    ("builders", ("cnnlab.data", "cnnlab.models", "cnnlab.plots")),
+    ("training", ("cnnlab.training", "cnnlab.resolve", "cnnlab.reopen", "cnnlab.registries", "cnnlab.reference")),
+    ("readers", ("cnnlab.inference", "cnnlab.evaluate", "cnnlab.predict", "cnnlab.export", "cnnlab.analysis")),
+    ("above", ("cnnlab.studies", "cnnlab.reports", "cnnlab.api", "cnnlab.cli", "cnnlab.cli_tools", "cnnlab.__main__")),
+]
+
+
+def layer_of(module: str) -> int | None:
+    for i, (_, prefixes) in enumerate(LAYERS):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return i
+    return None
+
+
+def test_data_flows_one_way():
+    """No arrow from a lower layer to a higher one: figures (plots/) sit below training/ and analysis/;
+    rundir.py, the file layer, resolves nothing; training never imports analysis, reports or studies."""
+    known = modules()
+    offenders = []
+    for name, path in known.items():
+        here = layer_of(name)
+        if here is None:
+            continue
+        for target in imports_of(name, path, known):
+            there = layer_of(target)
+            if there is not None and there > here and not name.startswith(target + "."):
+                offenders.append(f"{name} ({LAYERS[here][0]}) imports {target} ({LAYERS[there][0]})")
+    assert offenders == []
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in modules() if m != "cnnlab" and layer_of(m) is None] == []

@@ -108,7 +108,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 @ANALYSES.register("cam", context=CONTEXT)
 def cam(subject: Subject, out: Outputs, layer: str | None = None, split: str | None = None,
         images: Annotated[int, Field(ge=1, le=64)] = 8, seed: int = 0) -> list[str]:
-    """Grad-CAM, HiResCAM and saliency maps of a few test images (layer: the last conv with output >= 4x4), with the model-randomisation check."""
+    """Grad-CAM, HiResCAM and gradient saliency overlays, and the same maps for a randomised model (target layer: the last conv whose output is at least 4x4)."""
     split_name, data = subject.split(split)
     idx = subject.pick(data, per_class=max(1, math.ceil(images / len(subject.classes))), seed=seed)[:images]
     x, y = subject.batch(data, idx)

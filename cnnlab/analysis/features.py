@@ -67,7 +67,7 @@ def default_layers(subject: Subject) -> dict[str, object]:
 def features(subject: Subject, out: Outputs, layer: str | None = None, split: str | None = None,
              images: Annotated[int, Field(ge=1, le=100)] = 10,
              maps: Annotated[int, Field(ge=1, le=256)] = 16, seed: int = 0) -> list[str]:
-    """Feature maps of one image per class at the named layers (default: every conv block)."""
+    """Feature maps of the first and last conv layer (after their activations) for one test image per class, beside the image; the activations as .npz."""
     if layer is None:
         chosen = default_layers(subject)
     else:

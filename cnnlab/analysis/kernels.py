@@ -33,7 +33,7 @@ def _unit(w: np.ndarray) -> np.ndarray:
 def kernels(subject: Subject, out: Outputs, layer: str | None = None,
             filters: Annotated[int, Field(ge=1, le=1024)] = 64,
             channels: Annotated[int, Field(ge=1, le=64)] = 8) -> list[str]:
-    """A conv layer's filters as a grid of images (default: the first conv)."""
+    """The first conv layer's filters (RGB tiles when it sees 3 channels), each min-max scaled and titled with its L2 norm; a deeper layer as filters x input channels; the weights (.npz) and norms (CSV)."""
     name, conv = subject.layer(layer)
     w = conv.weight.detach().float().cpu().numpy()  # (out, in, kh, kw)
     norms = np.sqrt((w.reshape(len(w), -1) ** 2).sum(1))
