@@ -30,27 +30,32 @@ from cnnlab.config import (
     read_yaml,
 )
 from cnnlab.config import apply_overrides as _apply_overrides
-from cnnlab.data.augment.pipeline import mixes_labels, normalize_augment, resolve_ops
-from cnnlab.data.formats import FORMATS
 from cnnlab.errors import ConfigError
-from cnnlab.models import MODELS
 from cnnlab.registry import Registry, format_validation_error
-from cnnlab.training import losses
-from cnnlab.training.callbacks import CALLBACKS
-from cnnlab.training.optim import OPTIMIZERS
-from cnnlab.training.schedule import SCHEDULES
 from cnnlab.usercode import load_imports
+from cnnlab.usercode.imports import clear_copies
 from cnnlab.usercode.paths import absolutize
 
 _PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds pydantic itself raises
-REGISTRIES: dict[str, Registry] = {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": losses.LOSSES,
-                                   "data": FORMATS}
+
+
+def registries() -> dict[str, Registry]:
+    """The registry of each open section, filled. Imported on first use: a typo in a fixed key
+    (train.epocs) is answered before any of them (or the user's code) is imported."""
+    from cnnlab.data.formats import FORMATS
+    from cnnlab.models import MODELS
+    from cnnlab.training.losses import LOSSES
+    from cnnlab.training.optim import OPTIMIZERS
+    from cnnlab.training.schedule import SCHEDULES
+
+    return {"model": MODELS, "optim": OPTIMIZERS, "schedule": SCHEDULES, "loss": LOSSES, "data": FORMATS}
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Read a YAML config, apply KEY=VALUE overrides, validate everything, resolve defaults."""
     path = Path(path)
     raw = read_yaml(path)
+    clear_copies()  # a new config uses the user's files as they are now, not a run's stored copies
     absolutize(raw, path.resolve().parent)  # user files named in the file: relative to the file
     apply_overrides(raw, overrides)
     absolutize(raw, Path.cwd())  # ... and on the command line: relative to where it is typed
@@ -68,7 +73,7 @@ def apply_overrides(raw: dict[str, Any], items: list[str] | tuple[str, ...]) -> 
 
 def accepted_options(section: str, name: Any) -> set[str] | None:
     """The keys a section takes when it names `name`: its fixed keys and the function's options."""
-    registry = REGISTRIES[section]
+    registry = registries()[section]
     if name is None or str(name) not in registry:
         return None
     return set(OPEN_SECTIONS[section].model_fields) | set(registry.get(str(name)).options())
@@ -100,15 +105,19 @@ def resolve(raw: dict[str, Any]) -> Config:
 
 def _validate_registered(cfg: Config) -> Config:
     """Check each open section's extra keys against the function its selector names."""
+    from cnnlab.data.augment.pipeline import mixes_labels, normalize_augment, resolve_ops
+    from cnnlab.training import losses
+
+    regs = registries()
     for section in ("data", "model", "optim", "schedule", "loss"):
         selector, model_cls = SELECTORS[section], OPEN_SECTIONS[section]
         settings = getattr(cfg, section).model_dump()
         fixed = {k: settings[k] for k in model_cls.model_fields}
         extra = {k: v for k, v in settings.items() if k not in model_cls.model_fields}
         known = sorted(k for k in model_cls.model_fields if k != selector)
-        resolved = REGISTRIES[section].validate(settings[selector], extra, section, also_known=known)
+        resolved = regs[section].validate(settings[selector], extra, section, also_known=known)
         setattr(cfg, section, model_cls.model_validate({**fixed, **resolved}))
-    if not cfg.data.path and "path" in FORMATS.get(cfg.data.format).context:
+    if not cfg.data.path and "path" in regs["data"].get(cfg.data.format).context:
         raise ConfigError("data.path: required key is missing")
 
     cfg.augment = resolve_ops(normalize_augment(cfg.augment))  # nested op lists too, with the same "did you mean" errors
@@ -128,6 +137,9 @@ def _validate_registered(cfg: Config) -> Config:
 def resolve_callbacks(items: Any) -> list[dict[str, Any]]:
     """`callbacks:` items (a name, a one-key mapping of options, or {name: ...}) checked against
     the callback registry, defaults filled in."""
+    from cnnlab.data.augment.pipeline import normalize_augment
+    from cnnlab.training.callbacks import CALLBACKS
+
     out = []
     for i, item in enumerate(normalize_augment(items, "callbacks", CALLBACKS)):
         where = f"callbacks[{i}]"

@@ -39,6 +39,7 @@ def test_importing_cnnlab_is_cheap_and_names_load_on_use():
 
 def test_the_api_and_the_command_line_give_the_same_run(mnist_small, tmp_path):
     cfg = base(mnist_small, tmp_path)
+    cfg["train"]["threads"] = 1  # the same torch threads in the test process and the command's
     path = write_config(tmp_path / "c.yaml", cfg["data"], **{k: v for k, v in cfg.items() if k != "data"})
     p = subprocess.run([sys.executable, "-m", "cnnlab", "train", str(path), "-q"], cwd=ROOT, capture_output=True,
                        text=True, timeout=300)

@@ -18,11 +18,18 @@ from conftest import FASHION, ROOT
 EXAMPLES = ROOT / "examples"
 
 
-def cnnlab(*args: str, cwd: Path = ROOT) -> str:
-    p = subprocess.run([sys.executable, "-m", "cnnlab", *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                       timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert p.returncode == 0, p.stderr[-3000:]
-    return p.stdout
+def cnnlab(*args: str) -> str:
+    """The command, in this process (the examples' files are imported here as a new process would)."""
+    import contextlib
+    import io
+
+    from cnnlab.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    assert code == 0, err.getvalue()[-3000:]
+    return out.getvalue()
 
 
 def last_line(out: str) -> Path:
@@ -61,11 +68,11 @@ def test_a_dataset_function_over_a_folder_with_a_csv(cifar_zip_small, tmp_path):
 @pytest.mark.slow
 def test_the_focal_loss_and_csv_logger_examples(tmp_path):
     out = cnnlab("train", EXAMPLES / "focal_loss" / "train.yaml", f"data.path={FASHION}", "data.limit_train=2000",
-                 "train.epochs=2", f"train.out_dir={tmp_path}", "-q")
+                 "data.limit_test=1000", "train.epochs=2", f"train.out_dir={tmp_path}", "-q")
     s = json.loads((last_line(out) / "summary.json").read_text())
     assert s["status"] == "completed" and s["test_acc"] > 0.6  # measured 0.72 (2,000 images, 2 epochs)
     out = cnnlab("train", EXAMPLES / "csv_logger" / "train.yaml", f"data.path={FASHION}", "data.limit_train=1000",
-                 "train.epochs=2", f"train.out_dir={tmp_path}", "-q")
+                 "data.limit_test=500", "train.epochs=2", f"train.out_dir={tmp_path}", "-q")
     run = last_line(out)
     log = list(csv.DictReader((run / "log.csv").open()))
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -81,16 +88,18 @@ def test_the_quickstart_notebook_runs_top_to_bottom(tmp_path):
 
     nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     os.environ["CNNLAB_QUICKSTART_OUT"] = str(tmp_path / "runs")  # the kernel inherits it
+    os.environ["CNNLAB_QUICKSTART_IMAGES"] = "1500"  # a smaller slice than the notebook's 3,000: CI time
     os.environ["CNNLAB_FASHION_MNIST"] = str(FASHION)
     try:
         NotebookClient(nb, timeout=600, kernel_name="python3",
                        resources={"metadata": {"path": str(EXAMPLES)}}).execute()
     finally:
         os.environ.pop("CNNLAB_QUICKSTART_OUT")
+        os.environ.pop("CNNLAB_QUICKSTART_IMAGES")
     code = [c for c in nb.cells if c.cell_type == "code"]
     assert all(o.output_type != "error" for c in code for o in c.outputs)
     results = json.loads(code[-1].outputs[-1].text)
-    assert results["train_test_acc"] > 0.6 and results["mine_test_acc"] > 0.3  # 3,000 images, 2 epochs
+    assert results["train_test_acc"] > 0.4 and results["mine_test_acc"] > 0.25  # 1,500 images, 2 epochs (chance: 0.1)
     assert results["evaluate_acc"] == results["train_test_acc"] and results["predictions"] == 8
     assert results["focal_status"] == "completed" and results["study_variants"] == 3
     run_cell = code[1].outputs

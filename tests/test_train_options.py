@@ -11,6 +11,7 @@ import yaml
 from conftest import write_config
 from torch import nn
 
+from cnnlab.callbacks import StopTraining
 from cnnlab.cli import main
 from cnnlab.config import Config
 from cnnlab.errors import ConfigError
@@ -21,7 +22,6 @@ from cnnlab.training.losses import LOSSES, l2_parameters
 from cnnlab.training.progress import Reporter
 from cnnlab.training.runner import resume, train
 from cnnlab.training.session import build_session
-from cnnlab.callbacks import StopTraining
 
 ONE_EPOCH = {"epochs": 1}  # 3 steps of 64 images: exact replays stay within float tolerance
 

@@ -67,6 +67,7 @@ def build(config: ConfigLike = None, *, model: Any = None, data: Any = None, los
 
     if _is_config(config) and not (model or data or loss or augment or callbacks or overrides or sections):
         return _built(config, [], {})  # already resolved (the command line's load_config): as it is
+    imports.clear_copies()  # a new run uses the user's files as they are now
     raw, name = _raw(config)
     objects: dict[str, str] = {}
     if model is not None:

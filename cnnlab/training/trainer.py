@@ -2,9 +2,11 @@
 
 Each step: the schedule's lr goes to the engine, the engine takes one step on the batch.
 After each epoch the loop evaluates every split that exists, steps the schedule, calls the
-callbacks (early stopping, study pruning), saves best (by validation accuracy) and last (the
-full state needed to resume bit-for-bit on CPU), and rewrites metrics.jsonl and curves.png,
-all through the run directory (cnnlab/rundir.py).
+callbacks' on_epoch_end (early stopping, study pruning, the user's: cnnlab/callbacks.py, dispatched
+by hooks.py), saves best (by validation accuracy) and last (the full state needed to resume
+bit-for-bit on CPU), and rewrites metrics.jsonl and curves.png, all through the run directory
+(cnnlab/rundir.py). A callback's stop() ends the run after the current step as `stopped`, with
+last.pt written where it stopped.
 
 last is also saved inside an epoch: every `train.checkpoint_every` steps, and when a stop is
 requested (SIGINT, SIGTERM: signals.py). Such a checkpoint holds the epoch's progress

@@ -89,9 +89,15 @@ def short(ref: str) -> str:
 def use_copies(copies: dict[str, Path]) -> None:
     """Execute these stored copies in place of the files they were taken from (`--code stored`)."""
     for original, copy in copies.items():
-        if _SUBSTITUTES.get(original) != copy:
-            _SUBSTITUTES[original] = copy
-            _FILES.pop(original, None)  # imported again, from the copy, when next asked for
+        # import_file runs the copy when next asked for the original (unless what it imported already
+        # is that very code: the same SHA-256), forgetting what the other version registered.
+        _SUBSTITUTES[original] = copy
+
+
+def clear_copies() -> None:
+    """Back to the files themselves (a new training run, or a run reopened with --code check or
+    current): a file imported from a copy is imported again from the file if their code differs."""
+    _SUBSTITUTES.clear()
 
 
 def substitute_of(path: str) -> Path | None:

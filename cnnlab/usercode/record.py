@@ -145,9 +145,11 @@ def fingerprint(manifest: dict[str, Any]) -> list[tuple[str, str]]:
 def prepare(manifest: dict[str, Any] | None, run_path: Path, source: CodeSource | None = None) -> None:
     """Before a run's config is resolved again: check its files (or arrange for the stored
     copies to be used) so that the code imported is the code it ran, or one line says why not."""
+    source = source or policy()
+    if source != "stored":
+        imports.clear_copies()  # a copy another run asked for earlier in this process is not this one's code
     if not manifest:
         return
-    source = source or policy()
     entries = [*manifest.get("files", []), *manifest.get("modules", [])]
     if source == "current":
         return
