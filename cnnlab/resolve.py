@@ -35,6 +35,7 @@ from cnnlab.registry import Registry, format_validation_error
 from cnnlab.usercode import load_imports
 from cnnlab.usercode.imports import clear_copies
 from cnnlab.usercode.paths import absolutize
+from cnnlab.usercode.static import check_option_names
 
 _PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds pydantic itself raises
 
@@ -99,6 +100,7 @@ def resolve(raw: dict[str, Any]) -> Config:
             detail["type"] = PydanticCustomError(first["type"], first["msg"])
         sub = pydantic.ValidationError.from_exception_data(e.title, [detail])  # type: ignore[list-item]
         raise ConfigError(format_validation_error(sub, section, known)) from None
+    check_option_names(raw)  # a misspelt option of a user's class, read from its file's syntax: no import yet
     load_imports(cfg.imports)
     return _validate_registered(cfg)
 

@@ -284,3 +284,23 @@ def test_a_user_net_that_views_conv_outputs_keeps_nchw():
     assert not works_channels_last(views, (3, 8, 8)) and works_channels_last(flattens, (3, 8, 8))
     assert torch.equal(torch.get_rng_state(), before) and views.training
     assert views.conv.weight.is_contiguous()  # put back as it was
+
+
+def test_a_misspelt_option_is_answered_from_the_files_syntax_before_it_runs(tmp_path):
+    """The user's file (which would import torch: seconds) is not executed to answer a typo in an option."""
+    write(tmp_path, "slow.py", '''
+        raise SystemExit("this file ran")
+
+        class Net:
+            def __init__(self, num_classes, width: int = 8):
+                pass
+
+        def op(images, std: float = 0.1):
+            return images
+    ''')
+    with pytest.raises(ConfigError, match=r"model\.widht: unknown key for slow\.py:Net \(did you mean 'model\.width'\?\)"):
+        load_config(config(tmp_path, model={"name": "slow.py:Net", "widht": 4}))
+    with pytest.raises(ConfigError, match=r"augment\[0\]\.sdt: unknown key for slow\.py:op \(did you mean 'augment\[0\]\.std'\?\)"):
+        load_config(config(tmp_path, augment=[{"slow.py:op": {"sdt": 1}}]))
+    with pytest.raises(UserCodeError, match="this file ran"):  # a correct key: the file is imported and runs
+        load_config(config(tmp_path, model={"name": "slow.py:Net", "width": 4}))

@@ -76,7 +76,7 @@ def snapshot(cfg: Any, objects: dict[str, str] | None = None) -> dict[str, Any]:
                 modules[source] = loaded
 
     for i, entry in enumerate(cfg.imports):
-        add_source(entry if entry.endswith(".py") else entry, f"imports[{i}]")
+        add_source(entry, f"imports[{i}]")
     for where, ref in references(cfg):
         if is_live(ref):
             live.append({"where": where, "what": ref, "why": "an object passed from Python"})
