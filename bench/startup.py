@@ -84,7 +84,7 @@ def child(args: list[str]) -> None:
     sys.path.insert(0, root)
     from cnnlab.training import trainer
 
-    def first_step(self, epoch):  # replaces the epoch loop: the process has started once its first step starts
+    def first_step(self, epoch, partial=None):  # replaces the epoch loop: the process has started once its first step starts
         next(iter(self.train_loader))  # the first batch is part of it: a loader may start worker processes
         print(f"FIRST_STEP {time.time()}", flush=True)
         os._exit(0)
