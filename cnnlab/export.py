@@ -27,14 +27,10 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from cnnlab.data.augment import build_pipeline
-from cnnlab.data.build import build_data
 from cnnlab.data.loader import normalise
-from cnnlab.data.loading import make_loader
 from cnnlab.errors import UserError
-from cnnlab.inference import load_run_model, load_torch_model
 from cnnlab.io import atomic_path, write_json
-from cnnlab.rundir import Run
+from cnnlab.reopen import open_run
 from cnnlab.training.tta import with_tta
 
 FORMATS = ("onnx", "torchscript")
@@ -85,11 +81,12 @@ def export_run(run_dir: Path, fmt: str, which: Literal["best", "last"] = "best")
     """Write the exported model and its JSON into the run (export/); (model file, JSON, parity)."""
     if fmt not in FORMATS:
         raise UserError(f"--format: '{fmt}' is not one of {', '.join(FORMATS)}")
-    run = Run(run_dir)
-    cfg, info, reference, payload = load_run_model(run, which)  # what evaluate scores (either engine)
-    _, _, net, _ = load_torch_model(run, which)  # the same weights in the torch module config.yaml builds
+    opened = open_run(run_dir, which)
+    run, cfg, info, payload = opened.run, opened.cfg, opened.info, opened.payload
+    reference = opened.model()  # what evaluate scores (either engine)
+    net = opened.model(torch_module=True)  # the same weights in the torch module config.yaml builds
     model = Exported(net, info["mean"], info["std"], cfg.train.tta).eval()
-    images, split = _real_images(cfg, info)
+    images, split = _real_images(opened)
     with torch.inference_mode():
         x = normalise(images, model.mean, model.std, False)
         expected = with_tta(reference, cfg.train.tta)(x).float()
@@ -132,19 +129,11 @@ def describe(cfg: Any, info: dict[str, Any], payload: dict[str, Any], which: str
     }
 
 
-def _real_images(cfg: Any, info: dict[str, Any]) -> tuple[torch.Tensor, str]:
+def _real_images(opened: Any) -> tuple[torch.Tensor, str]:
     """Up to PARITY_IMAGES images of the run's data in [0, 1], as the model's input (after resize ops)."""
-    bundle = build_data(cfg.data, cfg.seed)
-    splits = bundle.splits()
-    split = "test" if "test" in splits else "val" if "val" in splits else "train"
-    pipeline = build_pipeline(cfg.augment, bundle.image_shape, len(info["classes"]))
-    if list(pipeline.input_shape) != info["input_shape"]:
-        raise UserError(f"{cfg.data.path}: images now reach the model as {list(pipeline.input_shape)}, "
-                        f"but the run was trained on {info['input_shape']} (C, H, W)")
-    c = len(info["mean"])
-    # Mean 0 and std 1: the loader's own decoding and resize ops, without its normalisation.
-    loader = make_loader(splits[split], pipeline, PARITY_IMAGES, torch.device("cpu"), bundle.scale, [0.0] * c,
-                         [1.0] * c, workers=0)
+    split, data = opened.split()
+    # The loader's own decoding and resize ops, without its normalisation: the exported model has it.
+    loader = opened.loader(data, PARITY_IMAGES, normalise=False, workers=0)
     x, _ = next(iter(loader))
     return x.contiguous(), split
 

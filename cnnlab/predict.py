@@ -9,7 +9,6 @@ from typing import Any, Literal
 
 import torch
 
-from cnnlab.data.augment import build_pipeline
 from cnnlab.data.decode import decode_many
 from cnnlab.data.formats.csv_pixels import predict_inputs as csv_inputs
 from cnnlab.data.formats.npy_csv import load_npy, to_images
@@ -18,8 +17,8 @@ from cnnlab.data.sources import FileTree, is_image
 from cnnlab.data.stats import value_scale
 from cnnlab.data.types import Split
 from cnnlab.errors import DataError
-from cnnlab.inference import load_run_model, model_device
 from cnnlab.io import writable_file, write_text
+from cnnlab.reopen import open_run
 from cnnlab.rundir import Run
 from cnnlab.training.tta import with_tta
 
@@ -53,10 +52,11 @@ def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tens
 def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "best") -> torch.Tensor:
     """Class probabilities (N, K) of the run's model for images shaped like its stored training
     images (uint8 0..255 or floats as the data held them), seen as evaluation sees them."""
-    cfg, info, model, _ = load_run_model(run, which)
-    device = model_device(model)
+    opened = open_run(run, which)
+    cfg, info = opened.cfg, opened.info
+    model, device = opened.model(), opened.device
     # The run's deterministic ops (resize, center_crop) apply here as they did in training.
-    pipeline = build_pipeline(cfg.augment, tuple(x.shape[1:]), len(info["classes"]))
+    pipeline = opened.pipeline(tuple(x.shape[1:]))
     loader = BatchLoader(Split(x, None, None), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],
                          info["std"], augment=pipeline.eval_ops)
     out = []

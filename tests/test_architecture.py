@@ -162,7 +162,7 @@ LAYERS = [
               "cnnlab.distributed", "cnnlab.progressbar", "cnnlab.scratch")),
     ("builders", ("cnnlab.data", "cnnlab.models", "cnnlab.plots")),
     ("training", ("cnnlab.training", "cnnlab.resolve", "cnnlab.reopen", "cnnlab.registries", "cnnlab.reference")),
-    ("readers", ("cnnlab.inference", "cnnlab.evaluate", "cnnlab.predict", "cnnlab.export", "cnnlab.analysis")),
+    ("readers", ("cnnlab.evaluate", "cnnlab.predict", "cnnlab.export", "cnnlab.analysis")),
     ("above", ("cnnlab.studies", "cnnlab.reports", "cnnlab.api", "cnnlab.cli", "cnnlab.cli_tools", "cnnlab.__main__")),
 ]
 
@@ -192,3 +192,22 @@ def test_data_flows_one_way():
 
 def test_every_module_has_a_layer():
     assert [m for m in modules() if m != "cnnlab" and layer_of(m) is None] == []
+
+
+def test_every_command_reopens_a_run_through_open_run():
+    """Only cnnlab/reopen.py checks a run's code, resolves its config and loads its trained network
+    (evaluate, predict, export, resume, the analyses and the API's Run all call open_run)."""
+    offenders = []
+    for name, path in modules().items():
+        if name in ("cnnlab.reopen", "cnnlab.usercode.record") or name.startswith("cnnlab.training.") and \
+                name.endswith(("engine", "engines")):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                method = node.func.attr if isinstance(node.func, ast.Attribute) else ""
+                function = getattr(node.func, "id", "")  # record.prepare, imported by name
+                if method in ("inference_model", "torch_model") or function == "prepare":
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {method or function}()")
+    assert offenders == []
+    for reader in ("evaluate", "predict", "export", "analysis.subject", "training.runner", "api.run"):
+        assert "open_run" in (PACKAGE / (reader.replace(".", "/") + ".py")).read_text(), reader

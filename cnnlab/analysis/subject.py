@@ -3,12 +3,13 @@
 Both engines' runs load as the torch module config.yaml builds (the NumPy engine's weights
 are put back into it), so every analysis hooks, perturbs and differentiates one kind of
 model. Data come as the run saw them at evaluation: the deterministic augmentations, the
-training split's normalisation; `display` undoes the normalisation for figures.
+training split's normalisation; `display` undoes the normalisation for figures. The run is
+reopened by cnnlab/reopen.py's open_run, as every command does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,28 +18,39 @@ import torch
 from torch import nn
 
 from cnnlab.config import Config
-from cnnlab.data.augment import build_pipeline
-from cnnlab.data.build import build_data
-from cnnlab.data.loading import make_loader
 from cnnlab.data.types import AnySplit, DataBundle
-from cnnlab.device import resolve_device
 from cnnlab.errors import UserError
-from cnnlab.models import build_model
-from cnnlab.reopen import run_config
+from cnnlab.reopen import OpenRun, open_run
 from cnnlab.rundir import Run
-from cnnlab.training.engines import engine_type
 
 
 @dataclass
 class Subject:
-    run: Run
-    cfg: Config
-    info: dict[str, Any]  # data.json
+    opened: OpenRun  # the run reopened: config, data.json, checkpoint, data
     model: nn.Module  # eval mode, the checkpoint's weights
-    payload: dict[str, Any]  # the checkpoint
-    which: str  # best | last
     device: torch.device
-    _bundle: DataBundle | None = field(default=None, repr=False)
+
+    @property
+    def run(self) -> Run:
+        return self.opened.run
+
+    @property
+    def cfg(self) -> Config:
+        return self.opened.cfg
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """data.json."""
+        return self.opened.info
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The checkpoint analysed."""
+        return self.opened.payload
+
+    @property
+    def which(self) -> str:
+        return self.opened.which or "best"
 
     @property
     def classes(self) -> list[str]:
@@ -53,11 +65,7 @@ class Subject:
     def network(self, which: str | None = None) -> nn.Module:
         """A fresh copy of the network with the weights of checkpoint `which` (default: the
         analysed one); 'init' is the weights before the first step."""
-        if which is None or which == self.which:
-            payload = self.payload
-        else:
-            payload = self.run.checkpoint(which)
-        return _torch_model(self.cfg, self.info, payload["model"], self.device, self.run, which or self.which)
+        return self.opened.model(which, torch_module=True, device=self.device)
 
     def layers(self, kinds: tuple[type, ...] = (nn.Conv2d,)) -> dict[str, nn.Module]:
         """Named layers of these kinds, in forward order of definition."""
@@ -82,23 +90,12 @@ class Subject:
     # ------------------------------------------------------------------ data
 
     def bundle(self) -> DataBundle:
-        if self._bundle is None:
-            bundle = build_data(self.cfg.data, self.cfg.seed, self.device)
-            if bundle.classes != self.classes:
-                raise UserError(f"{self.cfg.data.path}: the dataset's classes changed since {self.run.name} was trained")
-            self._bundle = bundle
-        return self._bundle
+        return self.opened.bundle(self.device)
 
     def split(self, name: str | None) -> tuple[str, AnySplit]:
         """A labelled split by name (default: test, else val, else train)."""
-        splits = {k: v for k, v in self.bundle().splits().items() if v.y is not None}
-        if name is None:
-            name = next((s for s in ("test", "val", "train") if s in splits), None)
-            if name is None:
-                raise UserError(f"{self.cfg.data.path}: no split has labels to analyse")
-        if name not in splits:
-            raise UserError(f"--split {name}: this dataset has no labelled {name} split (it has: {', '.join(splits)})")
-        return name, splits[name]
+        self.bundle()
+        return self.opened.split(name, labelled=True)
 
     def pick(self, split: AnySplit, per_class: int = 1, limit: int | None = None, seed: int = 0) -> list[int]:
         """A stratified, seeded choice of sample indices: `per_class` of every class (as far
@@ -119,13 +116,8 @@ class Subject:
 
     def loader(self, split: AnySplit, batch_size: int | None = None) -> Any:
         """Evaluation batches of a split, in order, as the run evaluated them."""
-        b = self.bundle()
-        pipeline = build_pipeline(self.cfg.augment, b.image_shape, len(self.classes))
-        if list(pipeline.input_shape) != list(self.input_shape):
-            raise UserError(f"{self.cfg.data.path}: images now reach the model as {list(pipeline.input_shape)} "
-                            f"but {self.run.name} was trained on {list(self.input_shape)} (C, H, W)")
-        return make_loader(split, pipeline, batch_size or self.cfg.train.eval_batch_size, self.device, b.scale,
-                           self.info["mean"], self.info["std"], workers=self.cfg.data.workers)
+        self.bundle()
+        return self.opened.loader(split, batch_size, self.device)
 
     def batch(self, split: AnySplit, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The samples at `indices` as one normalised batch and their labels."""
@@ -153,21 +145,7 @@ class Subject:
 
 def load(run_dir: Path, which: str = "best") -> Subject:
     """The run at run_dir with checkpoint `which`; a UserError when it has none."""
-    run = Run(run_dir)
-    cfg = run_config(run.check())
-    info = run.data_info
-    payload = run.checkpoint(which)
-    device = resolve_device(engine_type(cfg).device(cfg))
-    model = _torch_model(cfg, info, payload["model"], device, run, which)
-    return Subject(run, cfg, info, model, payload, which, device)
-
-
-def _torch_model(cfg: Config, info: dict[str, Any], weights: dict[str, Any], device: torch.device, run: Run,
-                 which: str) -> nn.Module:
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, tuple(info["input_shape"]), len(info["classes"]))
-    try:
-        return engine_type(cfg).torch_model(cfg, model, weights, device)
-    except RuntimeError as e:
-        raise UserError(f"{run.checkpoint_path(which)}: weights do not fit the model in config.yaml "
-                        f"({str(e).splitlines()[0]})") from None
+    opened = open_run(run_dir, which)  # type: ignore[arg-type]
+    opened.payload  # noqa: B018  (a run without the checkpoint: its one line, before any work)
+    device = opened.device
+    return Subject(opened, opened.model(torch_module=True, device=device), device)

@@ -76,9 +76,9 @@ class Run:
     @property
     def config(self) -> Any:
         """The resolved Config (with the run's own code imported again)."""
-        from cnnlab.reopen import run_config
+        from cnnlab.reopen import open_run
 
-        return run_config(self.files, self.code)  # type: ignore[arg-type]
+        return open_run(self.files, None, self.code).cfg  # type: ignore[arg-type]
 
     @property
     def raw_config(self) -> dict[str, Any]:
@@ -95,10 +95,10 @@ class Run:
     def model(self, checkpoint: Checkpoint = "best", *, model: Any = None) -> Any:
         """The trained network (a torch nn.Module, on the CPU, eval mode, the checkpoint's weights).
         `model`: the class or instance it was trained from, when that came from Python."""
-        from cnnlab.inference import load_torch_model
+        from cnnlab.reopen import open_run
 
         self._bind(model=model)
-        return load_torch_model(self.files, checkpoint)[2]
+        return open_run(self.files, checkpoint, self.code).model(torch_module=True)  # type: ignore[arg-type]
 
     def predict(self, images: Any, checkpoint: Checkpoint = "best", *, model: Any = None) -> Any:
         """Predictions as a DataFrame (image_id, label, probability): for a path (a .npy, a pixel

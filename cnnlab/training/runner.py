@@ -18,11 +18,10 @@ import torch
 from cnnlab import distributed, rundir
 from cnnlab.callbacks import RunContext
 from cnnlab.config import Config
-from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
 from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
 from cnnlab.plots.samples import write_samples
-from cnnlab.reopen import run_config
+from cnnlab.reopen import open_run
 from cnnlab.rundir import Run
 from cnnlab.training.logged import metric_mode
 from cnnlab.training.progress import Reporter
@@ -85,16 +84,14 @@ def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, p
 def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = None, progress: bool | None = None,
            code: CodeSource | None = None) -> RunResult:
     """Continue an interrupted run from its last checkpoint; from scratch if it never finished an epoch."""
-    run = Run(run_dir)
-    cfg = run_config(run, code)
-    stored = run.data_info
+    opened = open_run(run_dir, None, code)
+    run, cfg, stored = opened.run, opened.cfg, opened.info
     data = cfg.data
     if data.in_memory == "auto" and isinstance(stored.get("in_memory"), bool):
         # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
         data = data.model_copy(update={"in_memory": stored["in_memory"]})
-    session = build_session(cfg, build_data(data, cfg.seed), callbacks=callbacks or [])
-    if stored.get("classes") != session.bundle.classes or stored.get("sizes") != session.bundle.info()["sizes"]:
-        raise UserError(f"{cfg.data.path}: the dataset changed since {run.name} started (classes or split sizes differ)")
+    # The same classes and split sizes, or the replayed batches would not be the run's.
+    session = build_session(cfg, opened.bundle(sizes=True, data=data), callbacks=callbacks or [])
     world = session.world
     if not world.is_main:  # rank 0 checks the lock and writes; any number of processes may continue a run
         run = rundir.Follower(run.path)
