@@ -311,3 +311,29 @@ def test_data_inspect_reports_counts_and_problems(mnist_small, tmp_path, capsys)
     code, out, err = run(capsys, "data", "inspect", cfg)
     assert code == 0, err
     assert "single flat colour" in out and "exact copies" in out
+
+
+def test_a_changed_dataset_is_one_line_for_every_command_that_reopens_the_run(mnist_run, tmp_path, capsys):
+    """open_run's single wording: evaluate, resume and analyze say the same when the data changed."""
+    import shutil
+
+    import yaml
+    from conftest import idx_slice
+
+    cfg = yaml.safe_load((mnist_run / "config.yaml").read_text())
+    data = Path(cfg["data"]["path"])
+    moved = tmp_path / "fewer"
+    idx_slice(data, moved, 600, 100)  # the same files, fewer images: other split sizes, same classes
+    copy = tmp_path / "run"
+    shutil.copytree(mnist_run, copy)
+    cfg["data"]["path"] = str(moved)
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg))
+    code, _, err = run(capsys, "resume", copy)
+    assert code == 2 and "the dataset changed since run was trained (its split sizes differ from data.json)" in err
+    info = json.loads((copy / "data.json").read_text())
+    info["classes"] = info["classes"][::-1]
+    (copy / "data.json").write_text(json.dumps(info))
+    for args in (["evaluate", copy], ["analyze", copy, "errors"], ["resume", copy]):
+        code, _, err = run(capsys, *args)
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+        assert "the dataset changed since run was trained (its classes differ from data.json)" in err, err
