@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
-from cnnlab.data.loader import default_workers
+from cnnlab.data.batches.memory import default_workers
 from cnnlab.io import write_json
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run

@@ -109,7 +109,7 @@ def data_fetch(
     dir: Annotated[Path | None, typer.Option("--dir", help="where to put it (default: data/NAME)")] = None,
 ) -> None:
     """Download a standard dataset (or find a verified copy); the last line is data.format=... data.path=..."""
-    from cnnlab.data.fetch import fetch
+    from cnnlab.data.get.fetch import fetch
 
     r = fetch(name, dir)
     print(f"cnnlab: {r.how}", file=sys.stderr)

@@ -27,7 +27,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from cnnlab.data.loader import normalise
+from cnnlab.data.batches.memory import normalise
 from cnnlab.errors import UserError
 from cnnlab.io import atomic_path, write_json
 from cnnlab.reopen import open_run

@@ -9,11 +9,11 @@ from typing import Any, Literal
 
 import torch
 
-from cnnlab.data.decode import decode_many
-from cnnlab.data.formats.csv_pixels import predict_inputs as csv_inputs
-from cnnlab.data.formats.npy_csv import load_npy, to_images
-from cnnlab.data.loader import BatchLoader
-from cnnlab.data.sources import FileTree, is_image
+from cnnlab.data.batches import BatchLoader, LoaderOptions
+from cnnlab.data.read.csv_pixels import predict_inputs as csv_inputs
+from cnnlab.data.read.decode import decode_many
+from cnnlab.data.read.npy_csv import load_npy, to_images
+from cnnlab.data.read.tree import FileTree, is_image
 from cnnlab.data.stats import value_scale
 from cnnlab.data.types import Split
 from cnnlab.errors import DataError
@@ -57,8 +57,8 @@ def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "b
     model, device = opened.model(), opened.device
     # The run's deterministic ops (resize, center_crop) apply here as they did in training.
     pipeline = opened.pipeline(tuple(x.shape[1:]))
-    loader = BatchLoader(Split(x, None, None), cfg.train.eval_batch_size, device, value_scale(x), info["mean"],
-                         info["std"], augment=pipeline.eval_ops)
+    options = LoaderOptions(device, value_scale(x), info["mean"], info["std"])
+    loader = BatchLoader(Split(x, None, None), cfg.train.eval_batch_size, options, augment=pipeline.eval_ops)
     out = []
     scorer = with_tta(model, cfg.train.tta)  # the same test-time augmentation as the run's evaluation
     with torch.inference_mode():

@@ -3,7 +3,7 @@
 | kind        | `cnnlab list` | registry (module)                     | in a config                 |
 |-------------|---------------|---------------------------------------|-----------------------------|
 | model       | models        | MODELS (cnnlab/models/registry.py)     | model.name                  |
-| data format | formats       | FORMATS (cnnlab/data/formats/registry.py) | data.format              |
+| data format | formats       | FORMATS (cnnlab/data/read/registry.py) | data.format              |
 | loss        | losses        | LOSSES (cnnlab/training/losses.py)     | loss.name                   |
 | optimizer   | optimizers    | OPTIMIZERS (cnnlab/training/optim.py)  | optim.name                  |
 | schedule    | schedules     | SCHEDULES (cnnlab/training/schedule.py) | schedule.name              |
@@ -27,7 +27,7 @@ from cnnlab.registry import Registry
 # kind (as `cnnlab list` names it) -> (module that fills the registry, its name there)
 KINDS: dict[str, tuple[str, str]] = {
     "models": ("cnnlab.models", "MODELS"),
-    "formats": ("cnnlab.data.formats", "FORMATS"),
+    "formats": ("cnnlab.data.read.catalog", "FORMATS"),
     "losses": ("cnnlab.training.losses", "LOSSES"),
     "optimizers": ("cnnlab.training.optim", "OPTIMIZERS"),
     "schedules": ("cnnlab.training.schedule", "SCHEDULES"),

@@ -48,6 +48,7 @@ class Entry:
     target: Any = None  # whose signature and annotations define the options (default: fn)
     skip: tuple[str, ...] = ()  # leading data parameters of a user loss or op function: not options
     origin: str | None = None  # the user file that defined it (None: cnnlab's own)
+    attrs: dict[str, Any] = field(default_factory=dict)  # what the registration adds (a format's lister)
     _schema: type[pydantic.BaseModel] | None = field(default=None, repr=False)
     _fixed: list[str] = field(default_factory=list, repr=False)
 
@@ -135,9 +136,10 @@ class Registry:
         self._references: dict[str, tuple[Any, Entry]] = {}  # reference -> (object it named, entry)
         ALL.append(self)
 
-    def register(self, name: str, *, context: tuple[str, ...] | None = None) -> Callable:
+    def register(self, name: str, *, context: tuple[str, ...] | None = None, **attrs: Any) -> Callable:
         """Decorator: register `fn` under `name`. `context`: the parameters cnnlab supplies (default:
-        those of the registry's context names that the signature has)."""
+        those of the registry's context names that the signature has); `attrs`: more that belongs to
+        the entry (a data format's `lister`), so a thing registers once."""
 
         def deco(fn: Callable) -> Callable:
             origin = origin_of(fn)
@@ -147,7 +149,9 @@ class Registry:
                 if a == b:  # two files of one name: their folders tell them apart
                     a, b = str(held.origin), str(origin)
                 raise ConfigError(f"{self.kind} '{name}' is registered twice: by {a} and by {b}; rename one")
-            self._entries[name] = self._entry(name, fn, origin, context)
+            entry = self._entry(name, fn, origin, context)
+            entry.attrs.update(attrs)
+            self._entries[name] = entry
             return fn
 
         return deco

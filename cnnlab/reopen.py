@@ -160,11 +160,9 @@ class OpenRun:
         (normalise=False: scaled to [0, 1] only, as an exported model takes them)."""
         import torch
 
-        from cnnlab.data.loading import make_loader
+        from cnnlab.data.batches import LoaderOptions, make_loader
 
-        b = self.bundle()
-        c = len(self.info["mean"])
-        mean, std = (self.info["mean"], self.info["std"]) if normalise else ([0.0] * c, [1.0] * c)
+        options = LoaderOptions(device or torch.device("cpu"), self.bundle().scale, self.info["mean"], self.info["std"],
+                                workers=self.cfg.data.workers if workers is None else workers)
         return make_loader(split, self.pipeline(), batch_size or self.cfg.train.eval_batch_size,
-                           device or torch.device("cpu"), b.scale, mean, std,
-                           workers=self.cfg.data.workers if workers is None else workers)
+                           options if normalise else options.unnormalised())

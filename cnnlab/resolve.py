@@ -43,7 +43,7 @@ _PYDANTIC_TYPES = set(typing.get_args(core_schema.ErrorType))  # the error kinds
 def registries() -> dict[str, Registry]:
     """The registry of each open section, filled. Imported on first use: a typo in a fixed key
     (train.epocs) is answered before any of them (or the user's code) is imported."""
-    from cnnlab.data.formats import FORMATS
+    from cnnlab.data.read.catalog import FORMATS
     from cnnlab.models import MODELS
     from cnnlab.training.losses import LOSSES
     from cnnlab.training.optim import OPTIMIZERS

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnlab.data.formats.idx import read_idx  # noqa: F401  (tests slice the real files with it)
+from cnnlab.data.read.idx import read_idx  # noqa: F401  (tests slice the real files with it)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests use bench/standins.py

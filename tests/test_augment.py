@@ -15,8 +15,8 @@ from torchvision.transforms.v2 import functional as TF
 
 from cnnlab.config import DataConfig
 from cnnlab.data.augment import AUGMENTATIONS, Batch, Rng, build_pipeline, resolve_ops
+from cnnlab.data.batches import BatchLoader, LoaderOptions
 from cnnlab.data.build import read_raw
-from cnnlab.data.loader import BatchLoader
 from cnnlab.data.types import Split
 
 
@@ -320,7 +320,7 @@ def test_batch_loader_is_reproducible_with_its_generator(raw):
 
     def epochs(seed):
         g = torch.Generator().manual_seed(seed)
-        loader = BatchLoader(split, 64, torch.device("cpu"), 1 / 255, [0.5] * 3, [0.25] * 3, shuffle=True,
+        loader = BatchLoader(split, 64, LoaderOptions(torch.device("cpu"), 1 / 255, [0.5] * 3, [0.25] * 3), shuffle=True,
                              augment=pipeline.train_ops, generator=g)
         return [b for _ in range(2) for b in loader]
 
@@ -334,16 +334,16 @@ def test_batch_loader_is_reproducible_with_its_generator(raw):
 def test_loader_normalises_and_covers_every_sample():
     x = torch.arange(10 * 1 * 2 * 2, dtype=torch.uint8).view(10, 1, 2, 2)
     y = torch.arange(10)
-    loader = BatchLoader(Split(x, y), 4, torch.device("cpu"), 1 / 255, [0.5], [0.25], shuffle=True,
+    loader = BatchLoader(Split(x, y), 4, LoaderOptions(torch.device("cpu"), 1 / 255, [0.5], [0.25]), shuffle=True,
                          generator=torch.Generator().manual_seed(1))
     seen = torch.cat([yb for _, yb in loader])
     assert sorted(seen.tolist()) == list(range(10)) and len(loader) == 3
-    xb, yb = next(iter(BatchLoader(Split(x, y), 10, torch.device("cpu"), 1 / 255, [0.5], [0.25])))
+    xb, yb = next(iter(BatchLoader(Split(x, y), 10, LoaderOptions(torch.device("cpu"), 1 / 255, [0.5], [0.25]))))
     assert torch.allclose(xb, (x.float() / 255 - 0.5) / 0.25)
     # Float sources are never modified in place by the loader, whatever the ops.
     xf = torch.rand(10, 1, 2, 2)
     before = xf.clone()
     ops = build_pipeline(resolve_ops([{"hflip": {"p": 1.0}}, "mixup"]), (1, 2, 2), 10).train_ops
-    list(BatchLoader(Split(xf, y), 4, torch.device("cpu"), 1.0, [0.5], [0.25], augment=ops,
+    list(BatchLoader(Split(xf, y), 4, LoaderOptions(torch.device("cpu"), 1.0, [0.5], [0.25]), augment=ops,
                      generator=torch.Generator()))
     assert torch.equal(xf, before)

@@ -13,7 +13,7 @@ from conftest import CIFAR_CLASSES, cifar_arrays
 
 from cnnlab.config import DataConfig
 from cnnlab.data.build import build_data, read_raw
-from cnnlab.data.safe_pickle import load_pickle
+from cnnlab.data.read.safe_pickle import load_pickle
 from cnnlab.errors import DataError
 
 FINE = [f"fine{i:02d}" for i in range(100)]

@@ -18,9 +18,9 @@ from conftest import FASHION, MNIST, cifar_arrays, read_idx
 
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
-from cnnlab.data import fetch as fetch_mod
+from cnnlab.data.get import fetch as fetch_mod
 from cnnlab.data.build import read_raw
-from cnnlab.data.fetch import DATASETS, Remote, fetch
+from cnnlab.data.get.fetch import DATASETS, Remote, fetch
 from cnnlab.errors import DataError
 
 IDX = ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
@@ -315,7 +315,7 @@ def test_unknown_name_and_unusable_dir(capsys, tmp_path, monkeypatch):
 
 
 def test_progress_bar_on_a_terminal(server, mnist_gz, monkeypatch, tmp_path):
-    from cnnlab.data.download import Progress, download
+    from cnnlab.data.get.download import Progress, download
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -330,7 +330,7 @@ def test_progress_bar_on_a_terminal(server, mnist_gz, monkeypatch, tmp_path):
 
 def test_ctrl_c_during_a_fetch_says_to_run_it_again_not_to_resume_a_run(monkeypatch, tmp_path, capsys):
     from cnnlab import cli
-    from cnnlab.data import fetch as fetch_module
+    from cnnlab.data.get import fetch as fetch_module
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

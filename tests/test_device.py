@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from cnnlab import device
-from cnnlab.data.loader import normalise
+from cnnlab.data.batches.memory import normalise
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 

@@ -30,8 +30,8 @@ from cnnlab import distributed
 from cnnlab.checkpoints import load
 from cnnlab.config import DataConfig
 from cnnlab.data.augment import build_pipeline, resolve_ops
+from cnnlab.data.batches import LoaderOptions, make_loader
 from cnnlab.data.build import build_data
-from cnnlab.data.loading import make_loader
 from cnnlab.distributed import World
 from cnnlab.errors import ConfigError, PeerLost
 from cnnlab.rundir import Run
@@ -100,8 +100,8 @@ def test_every_process_gets_its_rows_of_the_one_process_batches(fashion_small):
 
     def batches(world: World, train: bool = True) -> list:
         g = torch.Generator().manual_seed(5)
-        loader = make_loader(bundle.train if train else bundle.test, pipeline, 20, CPU, bundle.scale, bundle.mean,
-                             bundle.std, train=train, generator=g, world=world)
+        options = LoaderOptions(CPU, bundle.scale, bundle.mean, bundle.std, world=world)
+        loader = make_loader(bundle.train if train else bundle.test, pipeline, 20, options, train=train, generator=g)
         out = [(x.clone(), y.clone()) for x, y in loader]
         return out + [g.get_state()] if train else out
 
@@ -129,8 +129,9 @@ def test_file_backed_loader_shares_batches_the_same_way(cifar_zip_small):
     pipeline = build_pipeline(resolve_ops([{"random_crop": {"padding": 4}}, "hflip"]), bundle.image_shape, 10)
 
     def batches(world: World, train: bool = True) -> list:
-        loader = make_loader(bundle.train if train else bundle.test, pipeline, 32, CPU, bundle.scale, bundle.mean,
-                             bundle.std, train=train, generator=torch.Generator().manual_seed(3), workers=0, world=world)
+        options = LoaderOptions(CPU, bundle.scale, bundle.mean, bundle.std, workers=0, world=world)
+        loader = make_loader(bundle.train if train else bundle.test, pipeline, 32, options, train=train,
+                             generator=torch.Generator().manual_seed(3))
         return [(x.clone(), y.clone()) for x, y in loader]
 
     one, parts = batches(distributed.SINGLE), [batches(World(r, 2)) for r in range(2)]

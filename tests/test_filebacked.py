@@ -11,12 +11,12 @@ import torch
 import cnnlab.data.build as data_module
 from cnnlab.config import DataConfig
 from cnnlab.data.augment import AUGMENTATIONS, build_pipeline, resolve_ops
+from cnnlab.data.batches import LoaderOptions, make_loader
+from cnnlab.data.batches.files import FileLoader
+from cnnlab.data.batches.memory import BatchLoader
 from cnnlab.data.build import build_data, read_raw
-from cnnlab.data.fileloader import FileLoader
-from cnnlab.data.files import fits_in_memory, memory_budget, sample_stats
-from cnnlab.data.formats.image_folder import list_image_folder
-from cnnlab.data.loader import BatchLoader
-from cnnlab.data.loading import make_loader
+from cnnlab.data.read.image_folder import list_image_folder
+from cnnlab.data.read.listing import fits_in_memory, memory_budget, sample_stats
 from cnnlab.errors import DataError
 
 CPU = torch.device("cpu")
@@ -84,8 +84,8 @@ def loaders(bundle, items, seed=0, train=True, workers=0, batch_size=64):
     pipeline = build_pipeline(resolve_ops(items), bundle.image_shape, bundle.num_classes)
     g = torch.Generator().manual_seed(seed)
     split = bundle.train if train else bundle.test
-    return pipeline, make_loader(split, pipeline, batch_size, CPU, bundle.scale, bundle.mean, bundle.std,
-                                 train=train, generator=g, workers=workers)
+    options = LoaderOptions(CPU, bundle.scale, bundle.mean, bundle.std, workers=workers)
+    return pipeline, make_loader(split, pipeline, batch_size, options, train=train, generator=g)
 
 
 def test_evaluation_batches_are_identical_on_both_paths(both):

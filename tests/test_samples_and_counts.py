@@ -15,9 +15,9 @@ from conftest import CIFAR_ZIP, write_config
 from PIL import Image
 
 from cnnlab.cli import main
-from cnnlab.data.decode import decode_one
 from cnnlab.data.inspect import count_lines, train_warning
-from cnnlab.data.sources import FileTree
+from cnnlab.data.read.decode import decode_one
+from cnnlab.data.read.tree import FileTree
 from cnnlab.plots.samples import (
     PER_CLASS,
     draw_samples,

@@ -17,7 +17,7 @@ from bench.scratch.stack import (
     standardize,
     train_epoch,
 )
-from cnnlab.data.formats.idx import read_idx
+from cnnlab.data.read.idx import read_idx
 from cnnlab.errors import DataError
 from cnnlab.scratch import Adam
 from cnnlab.scratch.threads import blas_threads

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.data.formats.idx import read_idx
+from cnnlab.data.read.idx import read_idx
 from cnnlab.models import build_model
 from cnnlab.scratch import Layer, SoftmaxCrossEntropy
 from cnnlab.scratch.optim import Optimizer

@@ -238,7 +238,7 @@ def _as_images(images: Any, info: dict[str, Any]) -> Any:
     import numpy as np
     import torch
 
-    from cnnlab.data.user import _image
+    from cnnlab.data.read.user import _image
 
     if isinstance(images, (list, tuple)):
         arr = np.stack([_image(im, f"images[{i}]") for i, im in enumerate(images)])

@@ -9,20 +9,19 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import DataConfig
-from cnnlab.data.cache import default_cache_dir
-from cnnlab.data.files import (
-    LISTERS,
+from cnnlab.data.read.cache import default_cache_dir
+from cnnlab.data.read.catalog import FORMATS
+from cnnlab.data.read.listing import (
     STATS_SAMPLE,
     FileListing,
     fits_in_memory,
     memory_budget,
     sample_stats,
 )
-from cnnlab.data.formats import FORMATS
+from cnnlab.data.read.user import read_user_format
 from cnnlab.data.split import kfold_split, stratified_split, stratified_subset
 from cnnlab.data.stats import channel_stats, value_scale
 from cnnlab.data.types import AnySplit, DataBundle, RawDataset, Split
-from cnnlab.data.user import read_user_format
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.lazy import lazy
 from cnnlab.usercode.imports import is_reference, short
@@ -49,7 +48,7 @@ def read_raw(data: DataConfig, seed: int = 0) -> RawDataset:
 def build_data(data: DataConfig, seed: int, device: torch.device | None = None) -> DataBundle:
     """Read the dataset (decoded in memory, or listed for file-backed loading: data.in_memory),
     apply limit_train and the validation split, compute normalisation statistics."""
-    lister = LISTERS.get(data.format)
+    lister = FORMATS.get(data.format).attrs.get("lister")  # image files can be read per batch instead
     if lister is None or data.in_memory is True:
         if data.in_memory is False:
             what = (f"the {data.format} format holds arrays, not image files, so it is" if not is_reference(data.format)

@@ -17,7 +17,7 @@ import torch
 
 from cnnlab.config import Config
 from cnnlab.data.build import build_data
-from cnnlab.data.files import decode_sample
+from cnnlab.data.read.listing import decode_sample
 from cnnlab.data.types import DataBundle, FileSplit, Split
 
 

@@ -22,8 +22,9 @@ import torch
 
 import cnnlab.plots  # noqa: F401  (selects the Agg backend)
 from cnnlab.data.augment import LABEL_MIXING, Pipeline, Rng
-from cnnlab.data.fileloader import ImageFiles
-from cnnlab.data.loader import BatchLoader, Normalise
+from cnnlab.data.batches import BatchLoader, LoaderOptions
+from cnnlab.data.batches.files import ImageFiles
+from cnnlab.data.batches.memory import Normalise
 from cnnlab.data.types import DataBundle, FileSplit
 from cnnlab.io import save_figure
 
@@ -94,7 +95,7 @@ def _model_input(bundle: DataBundle, pipeline: Pipeline, index: list[int], seed:
         seeds = torch.randint(0, 2**62, (len(index),), generator=g).tolist()
         x = torch.stack([files[(i, s)][0] for i, s in enumerate(seeds)])
         return Normalise(bundle.mean, bundle.std, cpu, channels_last=False)(x)
-    loader = BatchLoader(split.subset(index), len(index), cpu, bundle.scale, bundle.mean, bundle.std,
+    loader = BatchLoader(split.subset(index), len(index), LoaderOptions(cpu, bundle.scale, bundle.mean, bundle.std),
                          augment=pipeline.image_ops, generator=g)
     host = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=g)))
     x, _ = loader.prepare(loader.x, None, Rng(g, host))

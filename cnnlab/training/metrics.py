@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnlab.data.loader import Loader
+from cnnlab.data.batches.memory import Loader
 
 
 @dataclass

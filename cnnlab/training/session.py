@@ -21,10 +21,10 @@ from cnnlab import distributed
 from cnnlab.callbacks import Callback, as_callback
 from cnnlab.config import Config
 from cnnlab.data.augment import Pipeline, build_pipeline
+from cnnlab.data.batches import LoaderOptions, make_loader
+from cnnlab.data.batches.memory import Loader, default_workers
 from cnnlab.data.build import build_data
 from cnnlab.data.inspect import class_counts
-from cnnlab.data.loader import Loader, default_workers
-from cnnlab.data.loading import make_loader
 from cnnlab.data.types import DataBundle
 from cnnlab.device import Autocast, autocast, memory_format
 from cnnlab.device import setup as device_setup
@@ -121,11 +121,9 @@ def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list
     workers = cfg.data.workers
     if workers is None and world.distributed:  # the cores shared between this machine's processes
         workers = max(1, default_workers() // int(os.environ.get("LOCAL_WORLD_SIZE", world.size)))
-    common = {"pipeline": pipeline, "device": device, "scale": bundle.scale, "mean": bundle.mean, "std": bundle.std,
-              "channels_last": nhwc, "workers": workers, "world": world}
-    train_loader = make_loader(bundle.train, batch_size=cfg.train.batch_size, train=True, generator=generator,
-                               **common)
-    eval_loaders = {name: make_loader(split, batch_size=cfg.train.eval_batch_size, **common)
+    options = LoaderOptions(device, bundle.scale, bundle.mean, bundle.std, nhwc, workers, world)
+    train_loader = make_loader(bundle.train, pipeline, cfg.train.batch_size, options, train=True, generator=generator)
+    eval_loaders = {name: make_loader(split, pipeline, cfg.train.eval_batch_size, options)
                     for name, split in bundle.splits().items() if name != "train"}
 
     loss_fn = build_loss(cfg.loss, bundle.num_classes, class_counts(bundle).get("train"))

@@ -33,7 +33,7 @@ from torch import nn
 
 from cnnlab.callbacks import Callback, StopTraining
 from cnnlab.data.augment import hard_labels
-from cnnlab.data.loader import Loader
+from cnnlab.data.batches.memory import Loader
 from cnnlab.device import Autocast
 from cnnlab.errors import DivergedError, Interrupted
 from cnnlab.plots.curves import plot_curves

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path, PurePosixPath
 
-from cnnlab.data.cache import cached
-from cnnlab.data.decode import decode_many
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.sources import FileTree, is_image
+from cnnlab.data.read.cache import cached
+from cnnlab.data.read.decode import decode_many
+from cnnlab.data.read.registry import FORMATS
+from cnnlab.data.read.tree import FileTree, is_image
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

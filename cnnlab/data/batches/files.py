@@ -14,7 +14,7 @@ generator, which MixUp/CutMix draw from) at an epoch boundary replays the same e
 
 In a distributed run each process decodes only its rows of every global batch (the per-image
 seeds make them the images one process would have made) and yields the whole batch's labels,
-read from the listing (cnnlab/data/loader.py, Loader). MixUp/CutMix then mix within each
+read from the listing (cnnlab/data/batches/memory.py, Loader). MixUp/CutMix then mix within each
 process's rows, and the mixed labels are gathered from all processes.
 """
 
@@ -29,11 +29,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from cnnlab import distributed
 from cnnlab.data.augment import Pipeline, build_pipeline
-from cnnlab.data.decode import decode_one
-from cnnlab.data.loader import Normalise
-from cnnlab.data.sources import FileTree
+from cnnlab.data.batches.memory import Normalise, default_workers
+from cnnlab.data.batches.options import LoaderOptions
+from cnnlab.data.read.decode import decode_one
+from cnnlab.data.read.tree import FileTree
 from cnnlab.data.types import FileSplit
-from cnnlab.distributed import World
 from cnnlab.errors import DataError, UserError
 
 
@@ -103,17 +103,13 @@ class FileLoader:
         split: FileSplit,
         pipeline: Pipeline,
         batch_size: int,
-        device: torch.device,
-        scale: float,
-        mean: list[float],
-        std: list[float],
+        options: LoaderOptions,
         *,
         train: bool = False,
         generator: torch.Generator | None = None,
-        channels_last: bool = False,
-        workers: int = 0,
-        world: World = distributed.SINGLE,
     ):
+        device, world = options.device, options.world
+        workers = default_workers() if options.workers is None else options.workers
         if train and generator is None:
             raise ValueError("a training FileLoader needs the run's generator")
         self.device, self.batch_size, self.train, self.world = device, batch_size, train, world
@@ -121,12 +117,12 @@ class FileLoader:
         self.input_shape, self._empty_tail = tuple(pipeline.input_shape), False
         self.generator = generator
         self.labelled = split.y is not None
-        self.dataset = ImageFiles(split, pipeline, train, scale)
+        self.dataset = ImageFiles(split, pipeline, train, options.scale)
         self.batch_op = pipeline.v2_batch() if train else None
         # Per-sample seeds only when a per-image op is random: without one, the generator
         # advances exactly as the in-memory loader's does (the same shuffles, epoch by epoch).
         self.seeded = train and any(not op.always for op in pipeline.image_ops)
-        self.normalise = Normalise(mean, std, device, channels_last)
+        self.normalise = Normalise(options.mean, options.std, device, options.channels_last)
         self.plan = EpochPlan()
         self.loader = DataLoader(
             self.dataset, batch_sampler=self.plan, num_workers=workers, pin_memory=device.type == "cuda",

@@ -24,8 +24,8 @@ import torch
 
 from cnnlab import distributed
 from cnnlab.data.augment import Augmentation, Batch, Rng
+from cnnlab.data.batches.options import LoaderOptions
 from cnnlab.data.types import Split
-from cnnlab.distributed import World
 
 
 class Loader(Protocol):
@@ -82,27 +82,23 @@ class BatchLoader:
         self,
         split: Split,
         batch_size: int,
-        device: torch.device,
-        scale: float,
-        mean: list[float],
-        std: list[float],
+        options: LoaderOptions,
         *,
         shuffle: bool = False,
         augment: list[Augmentation] | None = None,
         generator: torch.Generator | None = None,
-        channels_last: bool = False,
-        world: World = distributed.SINGLE,
     ):
+        device = options.device
         self.device = device
-        self.world = world
+        self.world = options.world
         self.x = split.x.to(device)
         self.y = None if split.y is None else split.y.to(device)
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.augment = augment or []
         self.generator = generator
-        self.scale = scale
-        self.normalise = Normalise(mean, std, device, channels_last)
+        self.scale = options.scale
+        self.normalise = Normalise(options.mean, options.std, device, options.channels_last)
 
     def __len__(self) -> int:
         return distributed.steps(len(self.x), self.batch_size, self.world) if self.shuffle else \

@@ -12,11 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from cnnlab.data.cache import cached
-from cnnlab.data.decode import decode_many, probe_mode
-from cnnlab.data.files import FileListing, cached_listing, file_lister
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.sources import FileTree, is_image
+from cnnlab.data.read.cache import cached
+from cnnlab.data.read.decode import decode_many, probe_mode
+from cnnlab.data.read.listing import FileListing, cached_listing
+from cnnlab.data.read.registry import FORMATS
+from cnnlab.data.read.tree import FileTree, is_image
 from cnnlab.data.types import FileSplit, RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy
@@ -106,23 +106,6 @@ def class_files(tree: FileTree, prefix: str) -> dict[str, list[str]]:
     return out
 
 
-@FORMATS.register("image_folder", context=("path", "cache_dir"))
-def load_image_folder(
-    path: Path,
-    cache_dir: Path | None = None,
-    image_size: int | list[int] | None = None,
-    channels: Literal["auto", 1, 3] = "auto",
-    skip_corrupt: bool = False,
-    splits: dict[Literal["train", "val", "test"], str] | None = None,
-) -> RawDataset:
-    """data.path: `root/<class>/*.png|jpg...` or a .zip of it, optionally with `train/ val/ (or dev/) test/` split folders (others named by `splits`); decoded once, cached."""
-    tree = FileTree(path)
-    size = _size(image_size)
-    key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
-           "skip_corrupt": skip_corrupt, "version": 2, **({"splits": splits} if splits else {})}
-    return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt, splits))
-
-
 def _size(image_size: int | list[int] | None) -> tuple[int, int] | None:
     if image_size is None:
         return None
@@ -201,7 +184,6 @@ def _decoded_format(
     return int(channels), size, notes
 
 
-@file_lister("image_folder")
 def list_image_folder(
     path: Path,
     cache_dir: Path | None = None,
@@ -243,6 +225,23 @@ def list_image_folder(
     key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
            "skip_corrupt": skip_corrupt, "version": 1, **({"splits": splits} if splits else {})}
     return cached_listing(cache_dir, key, build)
+
+
+@FORMATS.register("image_folder", context=("path", "cache_dir"), lister=list_image_folder)
+def load_image_folder(
+    path: Path,
+    cache_dir: Path | None = None,
+    image_size: int | list[int] | None = None,
+    channels: Literal["auto", 1, 3] = "auto",
+    skip_corrupt: bool = False,
+    splits: dict[Literal["train", "val", "test"], str] | None = None,
+) -> RawDataset:
+    """data.path: `root/<class>/*.png|jpg...` or a .zip of it, optionally with `train/ val/ (or dev/) test/` split folders (others named by `splits`); decoded once, cached."""
+    tree = FileTree(path)
+    size = _size(image_size)
+    key = {"format": "image_folder", "tree": tree.fingerprint(), "size": size, "channels": channels,
+           "skip_corrupt": skip_corrupt, "version": 2, **({"splits": splits} if splits else {})}
+    return cached(cache_dir, key, lambda: _read(tree, size, channels, skip_corrupt, splits))
 
 
 def _probe(tree: FileTree, files: list[str]) -> list:

@@ -14,10 +14,10 @@ from typing import Literal
 
 import numpy as np
 
-from cnnlab.data.formats.npy_csv import to_images
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, numeric_classes
-from cnnlab.data.matfile import read_variables
+from cnnlab.data.read.labels import check_range, numeric_classes
+from cnnlab.data.read.mat_child import read_variables
+from cnnlab.data.read.npy_csv import to_images
+from cnnlab.data.read.registry import FORMATS
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

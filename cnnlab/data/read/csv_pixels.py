@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.formats.npy_csv import to_images
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, encode, numeric_classes, refuse_fractional
+from cnnlab.data.read.labels import check_range, encode, numeric_classes, refuse_fractional
+from cnnlab.data.read.npy_csv import to_images
+from cnnlab.data.read.registry import FORMATS
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.cache import cached
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, numeric_classes
+from cnnlab.data.read.cache import cached
+from cnnlab.data.read.labels import check_range, numeric_classes
+from cnnlab.data.read.registry import FORMATS
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range, numeric_classes, refuse_fractional
+from cnnlab.data.read.labels import check_range, numeric_classes, refuse_fractional
+from cnnlab.data.read.registry import FORMATS
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from cnnlab.data.sources import FileTree
+from cnnlab.data.read.tree import FileTree
 from cnnlab.errors import DataError
 
 Size = tuple[int, int]

@@ -13,9 +13,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from cnnlab.data.formats.registry import FORMATS
-from cnnlab.data.labels import check_range
-from cnnlab.data.safe_pickle import load_pickle
+from cnnlab.data.read.labels import check_range
+from cnnlab.data.read.registry import FORMATS
+from cnnlab.data.read.safe_pickle import load_pickle
 from cnnlab.data.types import RawDataset, Split
 from cnnlab.errors import DataError
 from cnnlab.lazy import lazy

@@ -14,8 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlab.data.archive import extract
-from cnnlab.data.download import Progress, download, md5sum
+from cnnlab.data.get.archive import extract
+from cnnlab.data.get.download import Progress, download, md5sum
 from cnnlab.errors import DataError, suggest
 from cnnlab.io import write_json
 

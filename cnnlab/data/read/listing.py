@@ -1,9 +1,9 @@
 """The file-backed side of data building: listing image files, choosing memory or files,
 and normalisation statistics from a sample.
 
-A format whose data are image files registers a lister next to its reader, with the same
-options: it returns the files, labels and decoded shape of every split without decoding
-the images. `data.in_memory: auto` keeps the decoded images in memory when they take less
+A format whose data are image files is registered with a lister beside its reader
+(`FORMATS.register(name, lister=...)`), taking the same options: it returns the files, labels and
+decoded shape of every split without decoding the images. `data.in_memory: auto` keeps the decoded images in memory when they take less
 than a quarter of the available RAM (and of the free GPU memory when CUDA is present);
 otherwise the run reads the files per batch (fileloader.py).
 """
@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.data.cache import cached_value
-from cnnlab.data.decode import decode_many
-from cnnlab.data.sources import FileTree
+from cnnlab.data.read.cache import cached_value
+from cnnlab.data.read.decode import decode_many
+from cnnlab.data.read.tree import FileTree
 from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import FileSplit, Split
 from cnnlab.io import write_json
@@ -28,7 +28,6 @@ from cnnlab.lazy import lazy
 torch = lazy("torch")
 
 STATS_SAMPLE = 2000  # training images decoded to estimate the file-backed normalisation statistics
-LISTERS: dict[str, Callable[..., FileListing]] = {}
 
 
 @dataclass
@@ -48,16 +47,6 @@ class FileListing:
             c, h, w = split.shape
             total += n * c * h * w
         return total
-
-
-def file_lister(fmt: str) -> Callable:
-    """Decorator: register the lister of data format `fmt` (same options as its reader, plus `estimate`)."""
-
-    def deco(fn: Callable[..., FileListing]) -> Callable[..., FileListing]:
-        LISTERS[fmt] = fn
-        return fn
-
-    return deco
 
 
 def available_memory() -> int:

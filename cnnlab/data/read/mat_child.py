@@ -3,7 +3,7 @@
 scipy's C reader can crash the whole process on a damaged file (a segmentation fault found
 by tests/fuzz_readers.py, scipy 1.17), so it runs in a short-lived child that hands the
 arrays back as .npy files; a crash there is one line here. The child is `python -m
-cnnlab.data.matfile`, which imports NumPy and SciPy only (not torch, not the caller's
+cnnlab.data.read.mat_child`, which imports NumPy and SciPy only (not torch, not the caller's
 __main__ as multiprocessing's spawn would).
 """
 
@@ -24,7 +24,7 @@ PROBLEM = "problem.txt"
 def read_variables(path: Path, names: list[str]) -> dict[str, np.ndarray]:
     """The named variables as arrays; a DataError lists what the file holds when one is missing."""
     with tempfile.TemporaryDirectory(prefix="cnnlab-mat-") as tmp:
-        child = subprocess.run([sys.executable, "-m", "cnnlab.data.matfile", str(path), tmp, *names],
+        child = subprocess.run([sys.executable, "-m", "cnnlab.data.read.mat_child", str(path), tmp, *names],
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         problem = Path(tmp) / PROBLEM
         if problem.is_file():

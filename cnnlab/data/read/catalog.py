@@ -1,0 +1,14 @@
+"""Every dataset format cnnlab reads: importing the modules registers them (registry.py)."""
+
+from cnnlab.data.read import (  # noqa: F401
+    cifar,
+    csv_pixels,
+    idx,
+    image_folder,
+    mat,
+    npy_csv,
+    tiny_imagenet,
+)
+from cnnlab.data.read.registry import FORMATS
+
+__all__ = ["FORMATS"]
