@@ -22,7 +22,6 @@ hold the blow-up.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,22 +31,19 @@ import torch
 from torch import nn
 
 from cnnlab.callbacks import Callback, StopTraining
-from cnnlab.data.augment import hard_labels
 from cnnlab.data.batches.memory import Loader
 from cnnlab.device import Autocast
 from cnnlab.errors import DivergedError, Interrupted
 from cnnlab.plots.curves import plot_curves
 from cnnlab.rundir import Run
-from cnnlab.training.engine import Engine
+from cnnlab.training.bookkeeping import DivergenceGuard, EpochSums, PlateauWindow
+from cnnlab.training.engine import Engine, StepResult
 from cnnlab.training.hooks import Hooks
 from cnnlab.training.metrics import evaluate
 from cnnlab.training.progress import Reporter
 from cnnlab.training.schedule import Schedule
 
 __all__ = ["Callback", "StopTraining", "TrainState", "Trainer"]
-
-SMOOTHING = 0.9
-
 
 @dataclass
 class TrainState:
@@ -98,7 +94,8 @@ class Trainer:
         self.callbacks = self.hooks.callbacks
         self.checkpoint_every, self.diverge_factor, self.stop_requested = checkpoint_every, diverge_factor, stop_requested
         self._partial: dict[str, Any] | None = None  # the epoch in progress, as a checkpoint keeps it
-        self._smooth = (0.0, 0.0)  # the divergence guard's running average: (value, bias-correction weight)
+        self._pending: list[tuple[float, torch.Tensor]] = []  # (lr, loss) of steps whose loss is still on the device
+        self.guard = DivergenceGuard(diverge_factor)
         self.select = "val_acc" if "val" in eval_loaders else None  # None: the last epoch is best
         self.device = train_loader.device
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
@@ -126,9 +123,7 @@ class Trainer:
                                 best_value=s["best_value"], best_epoch=s["best_epoch"], elapsed=s["elapsed"],
                                 stop=s.get("stop"))
         self._partial = payload.get("partial")
-        self._smooth = (0.0, 0.0)
-        for v in self.state.step_losses:  # the guard's running average, as it was
-            self._smooth = _smoothed(self._smooth, v)
+        self.guard.restore(self.state.step_losses)  # the guard's running average, as it was
 
     def position(self) -> str:
         """Where the run stands, in words: 'after epoch 2' or 'in epoch 3 after step 40'."""
@@ -210,104 +205,91 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, partial: dict[str, Any] | None = None) -> dict[str, float]:
         """One pass over the training batches (the rest of one, from a mid-epoch checkpoint)."""
-        start_time = time.perf_counter()
+        started = time.perf_counter()
         if partial is not None:  # replay the epoch's draws from where it began, then carry on
             self.generator.set_state(_tensor(partial["epoch_rng"]))
         epoch_rng = self.generator.get_state()
         lr = self.schedule.lr if partial is None else partial["lr"]
         done = 0 if partial is None else int(partial["step"])
-        sums = {"loss": 0.0, "l2": 0.0, "correct": 0, "seen": 0, "has_l2": False} if partial is None else dict(partial["sums"])
-        loss_sum = torch.tensor(float(sums["loss"]), dtype=torch.float64, device=self.device)
-        l2_sum = torch.tensor(float(sums["l2"]), dtype=torch.float64, device=self.device)
-        correct = torch.tensor(int(sums["correct"]), dtype=torch.long, device=self.device)
-        seen, has_l2 = int(sums["seen"]), bool(sums["has_l2"])
-        # plateau with schedule.every: the loss summed over the current window of batches
-        window_size = self.schedule.every
-        window = torch.tensor(float(sums.get("window", 0.0)), dtype=torch.float64, device=self.device)
+        sums = EpochSums.start(self.device, partial["sums"] if partial else None)
+        every = self.schedule.every
+        window = PlateauWindow(every, self.device, (partial or {}).get("sums", {}).get("window", 0.0)) if every else None
         self.reporter.start_epoch(epoch, done)
-        pending: list[torch.Tensor] = []
-        self._pending_lrs: list[float] = []
-        watch_steps = self.hooks.wants("on_batch_start")
+        watch = self.hooks.wants("on_batch_start")
         for x, y in self.train_loader.batches(skip=done):
-            if watch_steps:
+            if watch:
                 self.hooks.call("on_batch_start", (epoch - 1) * len(self.train_loader) + done + 1, x, y)
-            self._pending_lrs.append(self.schedule.lr)
-            self.engine.set_lr(self.schedule.lr, self.schedule.momentum)
-            step = self.engine.train_step(x, y)
-            self.schedule.after_batch()
-            loss_sum += step.loss.double() * len(y)
-            if step.l2 is not None:
-                l2_sum += step.l2.double() * len(y)
-                has_l2 = True
-            # With mixup/cutmix, y holds class probabilities: a hit is the argmax of the mixed target.
-            correct += (step.logits.argmax(1) == hard_labels(y)).sum()
-            seen += len(y)
+            step = self._step(x, y)
+            sums.add(step, y)
             done += 1
-            if window_size is not None:
-                window += step.loss.double()
-                if done % window_size == 0:  # one host sync per window
-                    self.schedule.after_window(float(window) / window_size)
-                    window.zero_()
-            pending.append(step.loss)
-            signum = self.stop_requested()
-            every = self.checkpoint_every is not None and done % self.checkpoint_every == 0
-            asked = self.hooks.stop_requested()  # a callback's stop(): after this step, checkpoints written
-            if len(pending) >= self.check_every or signum is not None or every or asked is not None:
-                self._flush(pending, epoch)
-                asked = self.hooks.stop_requested()  # on_step_end may have asked just now
-            if asked is not None and done < len(self.train_loader):
-                self.state.stop = ["stopped", f"{asked} (in epoch {epoch} after step {done})"]
-            if (signum is not None or every or self.state.stop is not None) and done < len(self.train_loader):
-                self._partial = {
-                    "epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
-                    "seconds": time.perf_counter() - start_time + (partial["seconds"] if partial else 0.0),
-                    "sums": {"loss": float(loss_sum), "l2": float(l2_sum), "correct": int(correct), "seen": seen,
-                             "has_l2": has_l2, "window": float(window)},
-                }
+            mean = window.add(step.loss, done) if window is not None else None
+            if mean is not None:
+                self.schedule.after_window(mean)
+            # Between steps: losses to the host, stop requests, checkpoints inside the epoch.
+            signum, save = self._after_step(done)
+            if (signum is not None or save or self.state.stop is not None) and done < len(self.train_loader):
+                self._partial = {"epoch": epoch, "step": done, "lr": lr, "epoch_rng": epoch_rng,
+                                 "seconds": time.perf_counter() - started + (partial["seconds"] if partial else 0.0),
+                                 "sums": {**sums.to_dict(), "window": float(window.sum) if window else 0.0}}
                 self.save_last()
                 self._partial = None
-                if signum is not None:
-                    self.reporter.close()
-                    raise Interrupted(signum, f"in epoch {epoch} after step {done}")
-                if self.state.stop is not None:
-                    self.reporter.close()
-                    self.reporter.message(self.state.stop[1])
-                    raise StopTraining(*self.state.stop)
-        self._flush(pending, epoch)
+                self._stop_inside_epoch(signum, epoch, done)
+        self._flush()
         self.reporter.close()
-        out = {"train_loss": float(loss_sum) / seen, "train_acc": float(correct) / seen}
-        if has_l2:
-            out["train_l2"] = float(l2_sum) / seen
-        return out
+        return sums.metrics()
 
-    def _flush(self, pending: list[torch.Tensor], epoch: int) -> None:
-        """Move step losses to the host, stopping the run at the first non-finite one."""
-        if not pending:
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
+        """One optimizer step at the schedule's lr (its loss kept, to be read in bulk by _flush)."""
+        lr = self.schedule.lr
+        self.engine.set_lr(lr, self.schedule.momentum)
+        step = self.engine.train_step(x, y)
+        self._pending.append((lr, step.loss))
+        self.schedule.after_batch()
+        return step
+
+    def _after_step(self, done: int) -> tuple[int | None, bool]:
+        """(the signal asking the run to stop, whether to save last.pt now), after reading the losses
+        when it is time (every step on the CPU, every 25 on a GPU) and whenever a stop or save is due."""
+        signum = self.stop_requested()
+        save = self.checkpoint_every is not None and done % self.checkpoint_every == 0
+        asked = self.hooks.stop_requested()  # a callback's stop(): after this step, checkpoints written
+        if len(self._pending) >= self.check_every or signum is not None or save or asked is not None:
+            self._flush()
+            asked = self.hooks.stop_requested()  # on_step_end may have asked just now
+        if asked is not None and done < len(self.train_loader):
+            self.state.stop = ["stopped", f"{asked} (in epoch {self.state.epoch + 1} after step {done})"]
+        return signum, save
+
+    def _stop_inside_epoch(self, signum: int | None, epoch: int, done: int) -> None:
+        """After last.pt was saved inside an epoch: end here on a signal or a callback's stop()."""
+        if signum is not None:
+            self.reporter.close()
+            raise Interrupted(signum, f"in epoch {epoch} after step {done}")
+        if self.state.stop is not None:
+            self.reporter.close()
+            self.reporter.message(self.state.stop[1])
+            raise StopTraining(*self.state.stop)
+
+    def _flush(self) -> None:
+        """Move the pending step losses to the host (one sync), hand them to the callbacks and the
+        progress bar, and stop the run at the first one the divergence guard refuses."""
+        if not self._pending:
             return
-        values = torch.stack(pending).cpu().tolist()
-        lrs = self._pending_lrs[-len(values):]
-        pending.clear()
-        self._pending_lrs.clear()
+        lrs = [lr for lr, _ in self._pending]
+        values = torch.stack([loss for _, loss in self._pending]).cpu().tolist()
+        self._pending.clear()
         report = self.hooks.wants("on_step_end")
         for v, lr in zip(values, lrs):
             self.state.step_losses.append(v)
-            if report:
-                self.hooks.call("on_step_end", len(self.state.step_losses), v, lr)
-            self.reporter.advance(v)
-            self._smooth = _smoothed(self._smooth, v)
             step = len(self.state.step_losses)
-            what = None
-            if not math.isfinite(v):
-                what = f"training loss became {v}"
-            elif self.diverge_factor is not None and step > 1:
-                first = self.state.step_losses[0]
-                smoothed = self._smooth[0] / self._smooth[1]
-                if smoothed > self.diverge_factor * abs(first):
-                    what = (f"smoothed training loss reached {smoothed:.4g}, more than train.diverge_factor "
-                            f"({self.diverge_factor:g}) times its first step's {first:.4g}")
+            if report:
+                self.hooks.call("on_step_end", step, v, lr)
+            self.reporter.advance(v)
+            what = self.guard.problem(v, step)
             if what is not None:
                 kept = (f"best.pt still holds epoch {self.state.best_epoch}" if self.state.best_epoch is not None
                         else "no epoch had finished")
+                epoch = self.state.epoch + 1
                 raise DivergedError(
                     f"{what} at epoch {epoch}, step {step}: the run diverged. "
                     f"Try a lower learning rate (optim.lr is {self.schedule.lr:.3g} now) or gradient clipping "
@@ -334,11 +316,6 @@ class Trainer:
         self.reporter.end_epoch(metrics, self.engine.eval_tag, notes)
         if stop is not None:
             self.reporter.message(stop.reason)
-
-
-def _smoothed(avg: tuple[float, float], value: float) -> tuple[float, float]:
-    """One step of the bias-corrected exponential average (value / weight is the average)."""
-    return SMOOTHING * avg[0] + (1 - SMOOTHING) * value, SMOOTHING * avg[1] + (1 - SMOOTHING)
 
 
 def _tensor(state: Any) -> torch.Tensor:
