@@ -40,7 +40,7 @@ app.command("list")(list_names)
 
 Nproc = Annotated[int | None, typer.Option(
     "--nproc", min=1, help="train in N processes on this machine (DDP, launched by torchrun's own launcher): "
-    "one per GPU, or CPU processes sharing the cores; for several machines use torchrun (README)")]
+    "one per GPU, or CPU processes sharing the cores; for several machines use torchrun (docs/distributed.md)")]
 
 
 @app.command()

@@ -137,7 +137,7 @@ LIST_KINDS = ("models", "formats", "losses", "optimizers", "schedules", "augment
 def list_names(
     kind: Annotated[str | None, typer.Argument(help=f"one of {', '.join(LIST_KINDS)} (default: all)")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="a config whose imports: (your own code) to include")] = None,
-    fmt: Annotated[str, typer.Option("--format", help="text, or md (the Markdown tables of the README)")] = "text",
+    fmt: Annotated[str, typer.Option("--format", help="text, or md (the Markdown tables of docs/reference.md)")] = "text",
 ) -> None:
     """Every name a config can use, with its options, their types and defaults (your own code too, with --config)."""
     from cnnlab.errors import UserError

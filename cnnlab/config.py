@@ -23,75 +23,91 @@ from cnnlab.errors import ConfigError, suggest
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Each field's docstring (the string under it) is its description: docs/reference.md is
+    # generated from them (cnnlab/reference.py), so every option is documented once, here.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
 class _Open(BaseModel):
     """A section whose extra keys belong to the registered function it names."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", use_attribute_docstrings=True)
 
 
 class DataConfig(_Open):
     format: str
-    path: str = ""  # every built-in format needs it; a format of your own may read from elsewhere
+    """The dataset format (docs/reference.md#formats lists them and their own options)."""
+    path: str = ""
+    """Where the data is: a file, folder or .zip. Every built-in format needs it; a format of your own may read from elsewhere."""
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    """A stratified, seeded validation split carved from train when the data has no val/dev split (0: none)."""
     limit_train: int | None = Field(None, gt=0)
+    """Use N training images (quick runs), picked as limit_mode says."""
     limit_val: int | None = Field(None, gt=0)
+    """Use N validation images."""
     limit_test: int | None = Field(None, gt=0)
-    # How limit_* pick their N: a seeded subset with the split's class proportions (every class
-    # present when N allows), or the first N in file order (runs made before this key existed).
+    """Use N test images."""
     limit_mode: Literal["stratified", "first"] = "stratified"
-    # A stratified, seeded test split carved from train, for datasets without a labelled test
-    # split (Tiny ImageNet's test/ is unlabelled); taken before limit_train and val_fraction.
+    """How limit_* pick their N: a seeded subset with the split's class proportions (every class present when N allows), or the first N in file order (runs made before this key existed)."""
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
-    # Shuffle all labelled data (seeded) before a fixed split point (data.test_from): the
-    # MNIST write-up shuffles all 70,000 images of mnist-original.mat, then takes 600 / 1,000.
+    """A stratified, seeded test split carved from train, for datasets without a labelled test split (Tiny ImageNet's test/ is unlabelled); taken before limit_train and val_fraction."""
     shuffle: bool = False
+    """Shuffle all labelled data (seeded) before a fixed split point (the format's test_from): the MNIST write-up shuffles all 70,000 images of mnist-original.mat, then takes 600 / 1,000."""
     normalize: bool = True
+    """Normalise inputs by the training split's per-channel mean and std (stored in the run for predict and export)."""
     cache: bool = True
+    """Keep decoded images (and file listings) in a cache, so the next run skips decoding."""
     cache_dir: str | None = None
-    # auto: decoded images stay in memory when they take under a quarter of the free RAM
-    # (and GPU memory); otherwise (or with false) images are decoded per batch from the files.
+    """Where the cache lives (default: $CNNLAB_CACHE_DIR, else $XDG_CACHE_HOME/cnnlab, else ~/.cache/cnnlab)."""
     in_memory: Literal["auto", True, False] = "auto"
-    workers: int | None = Field(None, ge=0)  # file-backed loader processes; None: one per CPU core
-    # Cross-validation: fold `fold` of `folds` stratified folds of train becomes the validation split.
+    """auto: decoded images stay in memory when they take under a quarter of the free RAM (and GPU memory); otherwise (or with false) images are decoded per batch from the files."""
+    workers: int | None = Field(None, ge=0)
+    """Loader processes of the file-backed path (None: one per CPU core)."""
     folds: int | None = Field(None, ge=2)
+    """Cross-validation: split train into this many stratified folds (a study's cv: sets it)."""
     fold: int | None = Field(None, ge=0)
+    """Cross-validation: which fold becomes the validation split."""
 
 
 class ModelConfig(_Open):
     name: str
-    # Distributed runs on GPUs: BatchNorm layers become SyncBatchNorm (statistics over the global
-    # batch, not each process's part). Checkpoints keep plain BatchNorm names and shapes.
+    """The network (docs/reference.md#models lists them and their own options), or FILE.py:NAME."""
     sync_bn: bool = False
+    """Distributed runs on GPUs: BatchNorm layers become SyncBatchNorm (statistics over the global batch, not each process's part); checkpoints keep plain BatchNorm names and shapes."""
 
 
 class OptimConfig(_Open):
     name: str = "sgd"
+    """The optimizer (docs/reference.md#optimizers)."""
     lr: float = Field(0.01, gt=0.0)
+    """The learning rate (the peak one, for schedules that move it)."""
 
 
 class ScheduleConfig(_Open):
     name: str = "none"
-    # Linear warm-up over this many epochs (fractions allowed), counted in optimizer steps;
-    # the named schedule starts when it ends (see cnnlab/training/schedule.py).
+    """The learning-rate schedule (docs/reference.md#schedules)."""
     warmup_epochs: float = Field(0.0, ge=0.0)
+    """Linear warm-up over this many epochs (fractions allowed), counted in optimizer steps; the named schedule starts when it ends."""
 
 
 class LossConfig(_Open):
     name: str = "cross_entropy"
-    # Explicit L2 penalty l2/2 * sum(w**2), added to the data loss and logged as train_l2.
+    """The loss (docs/reference.md#losses)."""
     l2: float = Field(0.0, ge=0.0)
-    # Which parameters it covers: conv/linear weights only, or every trainable parameter.
+    """Explicit L2 penalty l2/2 * sum(w**2), added to the data loss and logged as train_l2 (to compare with optim.weight_decay)."""
     l2_params: Literal["weights", "all"] = "weights"
+    """Which parameters the L2 penalty covers: conv/linear weights only, or every trainable parameter."""
 
 
 class EarlyStopConfig(_Strict):
     monitor: str = "val_acc"
+    """The logged metric to watch."""
     patience: int = Field(5, ge=1)
-    mode: Literal["auto", "min", "max"] = "auto"  # auto: max for *_acc / *_top5, min otherwise
+    """Epochs without improvement before the run stops."""
+    mode: Literal["auto", "min", "max"] = "auto"
+    """auto: max for *_acc and *_top5, min otherwise."""
     min_delta: float = Field(0.0, ge=0.0)
+    """The least change that counts as an improvement."""
 
 
 class ProbeConfig(_Strict):
@@ -102,9 +118,12 @@ class ProbeConfig(_Strict):
     the loss, the gradient change and their ratio to the step length; the run is left as it was.
     """
 
-    every: int = Field(25, ge=1)  # optimizer steps between probes
-    steps: int = Field(8, ge=2)  # step sizes per probe
-    range: tuple[float, float] = (0.5, 4.0)  # smallest and largest size, in multiples of the lr
+    every: int = Field(25, ge=1)
+    """Optimizer steps between probes."""
+    steps: int = Field(8, ge=2)
+    """Step sizes per probe."""
+    range: tuple[float, float] = (0.5, 4.0)
+    """The smallest and largest step size, in multiples of the lr."""
 
     @field_validator("range", mode="before")
     @classmethod
@@ -119,29 +138,41 @@ class ProbeConfig(_Strict):
 
 class TrainConfig(_Strict):
     epochs: int = Field(10, gt=0)
+    """Passes over the training split."""
     batch_size: int = Field(128, gt=0)
+    """Images per optimizer step (over all processes of a distributed run)."""
     eval_batch_size: int = Field(1024, gt=0)
+    """Images per batch when evaluating."""
     out_dir: str = "runs"
+    """Where run directories are made (relative to the working directory)."""
     amp: Literal["auto", "off", "bf16", "fp16"] = "auto"
-    # auto: NHWC on CUDA, and on the CPU for models without a strided 1x1 conv (cnnlab/device.py), else NCHW
+    """Mixed precision: autocast where the device supports it (auto), or off, or the given type."""
     channels_last: Literal["auto"] | bool = "auto"
-    grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm
-    grad_clip_value: float | None = Field(None, gt=0.0)  # clamp every gradient element to +-value
-    ema: float | None = Field(None, gt=0.0, lt=1.0)  # EMA decay of the weights; evaluation uses them
+    """auto: NHWC memory on CUDA, and on the CPU for models without a strided 1x1 convolution (docs/training.md says why), else NCHW."""
+    grad_clip: float | None = Field(None, gt=0.0)
+    """Clip the global gradient norm to this value."""
+    grad_clip_value: float | None = Field(None, gt=0.0)
+    """Clamp every gradient element to +-value."""
+    ema: float | None = Field(None, gt=0.0, lt=1.0)
+    """Decay of an exponential moving average of the weights; evaluation and checkpoints use the average."""
     early_stop: EarlyStopConfig | None = None
-    tta: Literal["none", "hflip"] = "none"  # test-time augmentation in every evaluation
-    compile: bool = False  # torch.compile the model for training steps
+    """Stop when a metric stops improving (train.early_stop.*, below)."""
+    tta: Literal["none", "hflip"] = "none"
+    """Test-time augmentation in every evaluation: hflip averages the image and its mirror."""
+    compile: bool = False
+    """torch.compile the model for training steps."""
     compile_mode: Literal["default", "reduce-overhead", "max-autotune"] = "default"
+    """torch.compile's mode."""
     threads: int | None = Field(None, gt=0)
-    # Also save last.pt every N optimizer steps inside an epoch: a run that dies loses at most N steps.
+    """CPU threads for torch (None: torch's choice)."""
     checkpoint_every: int | None = Field(None, gt=0)
-    # Stop as diverged when the smoothed training loss exceeds this many times its value at the
-    # first step (None: only NaN and infinity stop a run).
+    """Also save last.pt every N optimizer steps inside an epoch: a run that dies loses at most N steps."""
     diverge_factor: float | None = Field(1000.0, gt=1.0)
-    # TensorBoard event files in RUN_DIR/tb/: scalars per step and epoch, lr, hparams with the final metrics.
+    """Stop as diverged when the smoothed training loss exceeds this many times its first step's (None: only NaN and infinity stop a run)."""
     tensorboard: bool = False
-    # The loss-landscape probe (None: off); `true` takes its defaults (ProbeConfig above).
+    """TensorBoard event files in RUN_DIR/tb/: scalars per step and epoch, lr, hparams with the final metrics."""
     probe: ProbeConfig | None = None
+    """The loss-landscape probe (train.probe.*, below; true takes its defaults, null is off)."""
 
     @field_validator("probe", mode="before")
     @classmethod
@@ -152,24 +183,32 @@ class TrainConfig(_Strict):
 
 
 class Config(_Strict):
-    # The user's own code, imported before anything else is checked: Python files (relative to the
-    # config file) and module names; what they register is known to every command (cnnlab/usercode/).
     imports: list[str] = Field(default_factory=list)
+    """Your own code, imported before anything else is checked: Python files (relative to the config file) and module names; what they register is known to every command."""
     name: str | None = None
+    """The run directory's prefix (default: the config file's name)."""
     seed: int = 0
+    """The seed of everything random; runs are deterministic on the CPU for a given seed."""
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    engine: Literal["torch", "scratch"] = "torch"  # scratch: the NumPy engine (cnnlab.scratch)
+    """auto: a GPU when there is one, else the CPU."""
+    engine: Literal["torch", "scratch"] = "torch"
+    """scratch: the NumPy engine (docs/numpy-engine.md)."""
     data: DataConfig
-    # Ops in any written form (a name, a one-key mapping, {name: ...}); resolve.py normalises and
-    # checks them against the registry once imports: are loaded.
+    """The dataset (data.*, below)."""
     augment: list[Any] = Field(default_factory=list)
+    """Training augmentations in order: names, or {name: {options}} (docs/reference.md#augment)."""
     model: ModelConfig
+    """The network (model.*, below)."""
     optim: OptimConfig = Field(default_factory=OptimConfig)
+    """The optimizer (optim.*, below)."""
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    """The learning-rate schedule (schedule.*, below)."""
     loss: LossConfig = Field(default_factory=LossConfig)
+    """The loss (loss.*, below)."""
     train: TrainConfig = Field(default_factory=TrainConfig)
-    # Callbacks (cnnlab.Callback) by name or reference, written like augment: ops.
+    """How to train (train.*, below)."""
     callbacks: list[Any] = Field(default_factory=list)
+    """Callbacks (cnnlab.Callback subclasses) by name or FILE.py:NAME, written like augment ops (docs/reference.md#callbacks)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form: the resolved config written into every run directory."""

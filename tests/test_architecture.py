@@ -1,4 +1,4 @@
-"""The rules the package is built by (README, "How it is built"), checked on its source.
+"""The rules the package is built by (docs/architecture.md), checked on its source.
 
 - no import circle (top-level or function-local imports);
 - a config is checked, every registry included, without importing torch;

@@ -18,8 +18,8 @@ from conftest import FASHION, MNIST, cifar_arrays, read_idx
 
 from cnnlab.cli import main
 from cnnlab.config import DataConfig
-from cnnlab.data.get import fetch as fetch_mod
 from cnnlab.data.build import read_raw
+from cnnlab.data.get import fetch as fetch_mod
 from cnnlab.data.get.fetch import DATASETS, Remote, fetch
 from cnnlab.errors import DataError
 

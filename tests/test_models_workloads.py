@@ -18,7 +18,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import MODELS, build_model, count_parameters
 from cnnlab.models.summary import summarize
 
-# The model: sections that build each write-up's net (the README's Models section shows them as YAML).
+# The model: sections that build each write-up's net (docs/models.md lists them).
 TINY_CNN = {"name": "cnn", "stem_channels": 64, "stem_kernel": 5, "channels": [128, 256, 512], "convs_per_stage": 2,
             "global_pool": True, "fc_hidden": [256], "norm": "batch", "conv_dropout": 0.2, "dropout": 0.2,
             "bias": "always"}

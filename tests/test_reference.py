@@ -1,6 +1,6 @@
-"""`cnnlab list` reads the registries (the user's own code too), and README.md's option tables are
-exactly what it generates: a builder's new option, a changed default or docstring fails here until
-`python -m cnnlab.reference README.md` is run."""
+"""`cnnlab list` reads the registries (the user's own code too), and docs/reference.md is exactly what
+cnnlab.reference generates from the config schema and the registries: a new config key or builder
+option, a changed default or docstring fails here until `python -m cnnlab.reference` is run."""
 
 from __future__ import annotations
 
@@ -16,22 +16,47 @@ from cnnlab.registries import KINDS, describe
 pytestmark = pytest.mark.usefixtures("fresh_registries")
 
 
-def test_the_readmes_tables_are_generated_from_the_registries():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = reference.BEGIN.findall(text)
-    assert sorted(blocks) == sorted(KINDS), "every kind has its generated table in the README"
-    assert reference.rewrite(text) == text, "README tables drifted: run `python -m cnnlab.reference README.md`"
+def test_the_reference_is_generated_from_the_schema_and_the_registries():
+    text = (ROOT / "docs" / "reference.md").read_text(encoding="utf-8")
+    assert text == reference.document(), "docs/reference.md drifted: run `python -m cnnlab.reference`"
+    for kind in KINDS:
+        assert f'<a id="{kind}"></a>' in text
+    assert "| `train.checkpoint_every` | `int \\| None` | `null` | Also save last.pt every N optimizer steps" in text
+    assert "| `sgd` | `momentum: float = 0.0`" in text
+
+
+def test_every_config_key_says_what_it_does():
+    assert reference.undocumented() == []
 
 
 def test_a_changed_default_shows_as_drift(monkeypatch):
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    text = reference.document()
     from cnnlab.training import optim
 
     entry = optim.OPTIMIZERS.get("sgd")
     monkeypatch.setattr(entry, "_schema", None)
     monkeypatch.setattr(entry, "fn", lambda params, lr, momentum=0.5, nesterov=False, weight_decay=0.0,
                         dampening=0.0: None)
-    assert reference.rewrite(text) != text
+    assert reference.document() != text
+
+
+def test_a_changed_config_key_shows_as_drift(monkeypatch):
+    from cnnlab.config import TrainConfig
+
+    text = reference.document()
+    monkeypatch.setattr(TrainConfig.model_fields["epochs"], "description", "Something else.")
+    assert reference.document() != text
+
+
+def test_every_guide_links_to_files_that_exist():
+    import re
+
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", doc.read_text(encoding="utf-8")):
+            if "://" not in target and not (doc.parent / target).exists():
+                broken.append(f"{doc.name}: {target}")
+    assert broken == []
 
 
 def test_list_shows_names_options_types_defaults_and_the_users_own(tmp_path, mnist_small, capsys):

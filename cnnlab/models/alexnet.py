@@ -91,7 +91,7 @@ def alexnet(
       instead of one per hidden FC layer.
     The faces write-up's net (224 px, 500 classes) is variant bn4, widths [96, 256, 384, 512],
     input_norm, block_order conv_act_pool_norm, stem 7/2/1, kernels [3, 3, 3], fc_hidden
-    [2048, 2048] without norm or activation, dropout 0.5 at the logits (README.md, Models).
+    [2048, 2048] without norm or activation, dropout 0.5 at the logits (docs/models.md).
     """
     n_convs = 5 if variant == "paper" else 4
     widths = widths or (PAPER_WIDTHS if variant == "paper" else BN4_WIDTHS)

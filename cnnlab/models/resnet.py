@@ -13,7 +13,7 @@ convolutions only (1 + 2*5; 12 layers with weights by the count above). Its deep
 our choice: 15 = blocks [1, 3, 3], 19 = blocks [1, 4, 4] (the added blocks go to the two
 strided stages, 1 + 2*7 and 1 + 2*9 convolutions). They are built with the options stem: small,
 stem_kernel: 5, stem_pool: max3, shortcut: projection, bias: always, block_dropout_at:
-after_conv1_and_sum, stem_dropout (README.md, Models).
+after_conv1_and_sum, stem_dropout (docs/models.md).
 """
 
 from __future__ import annotations
