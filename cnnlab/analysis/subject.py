@@ -54,11 +54,11 @@ class Subject:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.info["classes"])
+        return self.opened.classes
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        return tuple(self.info["input_shape"])  # type: ignore[return-value]
+        return self.opened.input_shape
 
     # ------------------------------------------------------------------ networks
 
