@@ -32,7 +32,7 @@ from cnnlab.reports.doc import (
 )
 from cnnlab.reports.images import read_png
 from cnnlab.rundir import Run
-from cnnlab.studies.reopen import Reopened, reopen
+from cnnlab.studies.saved import SavedStudy, read_study
 from cnnlab.studies.spec import epoch_metric
 from cnnlab.studies.table import Table as StudyTable
 from cnnlab.studies.table import (
@@ -69,7 +69,7 @@ CAPTIONS = {
 
 
 def build(folder: Path) -> Doc:
-    r = reopen(folder)
+    r = read_study(folder)
     doc = Doc(f"Study {r.name}", subtitle=_subtitle(r))
     notices(doc, r)
     if r.snap is not None:
@@ -86,7 +86,7 @@ def build(folder: Path) -> Doc:
     return doc
 
 
-def _subtitle(r: Reopened) -> str:
+def _subtitle(r: SavedStudy) -> str:
     m = r.meta
     parts = [str(m.get("mode", "")), f"seeds {m.get('seeds')}", f"metric {m.get('metric')} ({m.get('direction')})"]
     if m.get("cv"):
@@ -96,7 +96,7 @@ def _subtitle(r: Reopened) -> str:
     return " · ".join(p for p in parts if p) + f" · {r.folder.resolve()}"
 
 
-def notices(doc: Doc, r: Reopened) -> None:
+def notices(doc: Doc, r: SavedStudy) -> None:
     if r.problem is not None:
         doc.add(Notice(["The study's results cannot be read back (", r.problem, "): the table below is table.md as ",
                         "the study last wrote it, and the runs are listed from the folder."], "bad"))
@@ -110,7 +110,7 @@ def notices(doc: Doc, r: Reopened) -> None:
                        "not in the table.", "info"))
 
 
-def answer(doc: Doc, r: Reopened) -> None:
+def answer(doc: Doc, r: SavedStudy) -> None:
     t = r.snap.table
     top = next((row for row in t.rows if row.rank == 1), None)
     if top is None:
@@ -160,7 +160,7 @@ def run_anchor(name: str) -> str:
     return "run-" + slug(name)
 
 
-def study_figures(doc: Doc, r: Reopened) -> None:
+def study_figures(doc: Doc, r: SavedStudy) -> None:
     pngs = sorted(r.folder.glob("*.png"), key=lambda p: (next((i for i, o in enumerate(ORDER) if p.stem.startswith(o)),
                                                                len(ORDER)), p.name))
     pngs = [p for p in pngs if p.stem != "table"]  # table.png draws the table above
@@ -179,7 +179,7 @@ def study_figures(doc: Doc, r: Reopened) -> None:
                      "probe's medians per variant, their CIs, the BN / no-BN ratios and paired p"))
 
 
-def variant_curves(doc: Doc, r: Reopened) -> None:
+def variant_curves(doc: Doc, r: SavedStudy) -> None:
     """Each variant's runs in a panel of its own: the study metric's per-epoch series, a thin line per run."""
     if r.snap is None:
         return
@@ -201,7 +201,7 @@ def variant_curves(doc: Doc, r: Reopened) -> None:
                                             "table: a thin line per run (seed/fold), the bold line their mean."))
 
 
-def variants(doc: Doc, r: Reopened) -> None:
+def variants(doc: Doc, r: SavedStudy) -> None:
     if r.snap is None:
         return
     doc.section("Variants", "variants")
@@ -232,7 +232,7 @@ def _run_line(row: dict[str, Any], t: StudyTable) -> str:
     return "; ".join(parts)
 
 
-def runs(doc: Doc, r: Reopened) -> None:
+def runs(doc: Doc, r: SavedStudy) -> None:
     if r.snap is not None:
         entries = [(run_name(x), r.folder / str(x["run"]) if x.get("run") else None, x) for x in r.snap.rows]
     else:

@@ -22,7 +22,7 @@ def check_format(fmt: str) -> None:
 
 def report(target: Path, out: Path | None = None, fmt: str = "html", evaluate: bool = True) -> Path:
     """A run's or a study's report; returns the file written."""
-    from cnnlab.studies.reopen import (
+    from cnnlab.studies.saved import (
         is_study,  # light: the heavy study modules load only for a study
     )
 

@@ -20,7 +20,7 @@ from cnnlab.studies import STUDY_JSON
 
 
 @dataclass
-class Reopened:
+class SavedStudy:
     folder: Path
     meta: dict[str, Any]  # study.json
     plan: Any = None  # plan.Plan
@@ -57,7 +57,7 @@ def read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
-def reopen(folder: Path) -> Reopened:
+def read_study(folder: Path) -> SavedStudy:
     # Imported here: telling a study folder from a run needs none of Optuna, torch or the registries.
     from cnnlab.studies.plan import build_plan
     from cnnlab.studies.results import snapshot
@@ -65,7 +65,7 @@ def reopen(folder: Path) -> Reopened:
     from cnnlab.studies.store import JOURNAL, Store, make_storage
 
     folder = Path(folder)
-    out = Reopened(folder, read_meta(folder))
+    out = SavedStudy(folder, read_meta(folder))
     meta = out.meta
     try:
         study = load_study(Path(str(meta["study_file"])))
