@@ -28,6 +28,7 @@ _EXPORTS = {
     "Run": "cnnlab.api.run",
     "study": "cnnlab.api.studies", "compare": "cnnlab.api.studies", "analyze": "cnnlab.api.studies",
     "report": "cnnlab.api.studies",
+    "audit": "cnnlab.api.audit",
     "load_config": "cnnlab.resolve",
     "Callback": "cnnlab.callbacks", "RunContext": "cnnlab.callbacks", "StopTraining": "cnnlab.callbacks",
     "register_model": "cnnlab.registries", "register_format": "cnnlab.registries",

@@ -102,7 +102,8 @@ def evaluate(
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     code: CodeFlag = "check",
 ) -> None:
-    """Loss, top-1, top-5 and per-class accuracy; writes a confusion-matrix PNG into the run."""
+    """Loss, top-1, top-5, per-class accuracy and calibration (ECE, NLL, Brier); writes the confusion
+    matrix and the reliability diagram as PNGs into the run."""
     use_code(code)
     from cnnlab.evaluate import evaluate_run
 
@@ -116,13 +117,39 @@ def evaluate(
     for (name, acc), n in zip(r["per_class_acc"].items(), totals):
         table.add_row(name, "-" if acc is None else f"{acc * 100:.2f}%", str(n))
     out.print(table)
+    t = r["temperature"]
+    out.print(f"calibration: ECE {r['ece'] * 100:.2f}% (15 equal-width bins)   NLL {r['nll']:.4f}   Brier {r['brier']:.4f}"
+              + (f"   at temperature {t:.3g} (uncalibrated: ECE {r['uncalibrated']['ece'] * 100:.2f}%, NLL "
+                 f"{r['uncalibrated']['nll']:.4f})" if t != 1.0 else f"   (`cnnlab calibrate {run_dir}` fits a temperature)"))
+    print(r["reliability_figure"])
     print(r["figure"])
+
+
+@app.command()
+def calibrate(
+    run_dir: Annotated[Path, typer.Argument(help="run directory")],
+    checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
+    code: CodeFlag = "check",
+) -> None:
+    """Fit a temperature on the validation split (never the test split) and store it in the run:
+    evaluate, predict, export and the report apply it from then on."""
+    use_code(code)
+    from cnnlab.calibrate import calibrate_run
+
+    _check_choice("--checkpoint", checkpoint, ("best", "last"))
+    r = calibrate_run(run_dir, checkpoint)  # type: ignore[arg-type]
+    b, a = r["before"], r["after"]
+    out.print(f"temperature {r['temperature']:.4g}, fitted on {r['images']} val images ({checkpoint} checkpoint, "
+              f"epoch {r['epoch']})")
+    out.print(f"val ECE {b['ece'] * 100:.2f}% -> {a['ece'] * 100:.2f}%   NLL {b['nll']:.4f} -> {a['nll']:.4f}   "
+              f"Brier {b['brier']:.4f} -> {a['brier']:.4f}")
+    print(run_dir)
 
 
 @app.command()
 def predict(
     run_dir: Annotated[Path, typer.Argument(help="run directory")],
-    input: Annotated[Path, typer.Argument(help=".npy array, pixel .csv, or folder/.zip of images")],
+    input: Annotated[Path, typer.Argument(help=".npy array, pixel .csv, folder/.zip of images, or (a csv_images run) a CSV of image paths")],
     out_file: Annotated[Path, typer.Option("--out", help="CSV to write")] = Path("submission.csv"),
     checkpoint: Annotated[str, typer.Option(help="best or last")] = "best",
     code: CodeFlag = "check",

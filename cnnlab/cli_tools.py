@@ -68,6 +68,41 @@ def data_inspect(config: Annotated[Path, typer.Argument(help="YAML config file")
         out.print("[green]no problems found[/]")
 
 
+@data_app.command("audit")
+def data_audit(
+    config: Annotated[Path, typer.Argument(help="YAML config file")],
+    overrides: Overrides = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="folder for audit.json and audit.html "
+                                                 "(default: <train.out_dir>/audit-<name>-<time>)")] = None,
+    write_clean: Annotated[Path | None, typer.Option("--write-clean", help="also write kept.csv and the data.exclude "
+                                                     "list (exclude.txt, exclude.yaml) into this folder")] = None,
+    labels: Annotated[Path | None, typer.Option("--labels", help="a cv study's folder (or a run): rank the images "
+                                                "whose label is most likely wrong")] = None,
+) -> None:
+    """Find exact and near-duplicate images within and across splits, duplicates with differing labels,
+    undecodable, flat, too dark or bright and odd-sized images and rare classes; the last line printed is the folder."""
+    from cnnlab.resolve import load_config
+
+    cfg = load_config(config, overrides or [])  # before torch is imported
+    from cnnlab.api.audit import audit
+
+    report = audit(cfg, out=out_dir, write_clean=write_clean, labels=labels)
+    s = report["summary"]
+    out.print(f"[bold]audited[/] {s['images']} images ({', '.join(f'{k} {v}' for k, v in report['dataset']['audited'].items())}) "
+              f"in {report['timing']['total_seconds']:.1f} s", highlight=False)
+    out.print(f"[bold]exact duplicates[/] {s['exact_groups']} groups ({s['exact_extra_copies']} extra copies); "
+              f"[bold]near-duplicates[/] {s['near_groups']} groups; [bold]labels differ[/] in {s['labels_differ_groups']}",
+              highlight=False)
+    for split, n in s["leaked"].items():
+        out.print(f"[bold yellow]leak[/] {n} {split} image(s) have an exact or near copy in train", highlight=False)
+    found = [f"{k.replace('_', ' ')} {s[k]}" for k in ("undecodable", "constant", "near_constant", "dark", "bright",
+                                                       "odd_size", "rare_classes", "not_read") if s.get(k)]
+    out.print("[bold]single images[/] " + (", ".join(found) if found else "no problems"), highlight=False)
+    if "clean" in report:
+        out.print(f"[bold]clean[/] train without the left-out images: {report['clean']['override']}", highlight=False)
+    print(report["folder"])
+
+
 @model_app.command("summary")
 def model_summary(
     config: Annotated[Path, typer.Argument(help="YAML config file")],

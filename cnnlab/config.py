@@ -63,10 +63,14 @@ class DataConfig(_Open):
     """auto: decoded images stay in memory when they take under a quarter of the free RAM (and GPU memory); otherwise (or with false) images are decoded per batch from the files."""
     workers: int | None = Field(None, ge=0)
     """Loader processes of the file-backed path (None: one per CPU core)."""
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    """How an epoch's training images are drawn: every image once, shuffled; or balanced: as many draws as images, every class equally often (each class's images picked at random with replacement), for imbalanced classes. Seeded, and replayed exactly on resume."""
     folds: int | None = Field(None, ge=2)
     """Cross-validation: split train into this many stratified folds (a study's cv: sets it)."""
     fold: int | None = Field(None, ge=0)
     """Cross-validation: which fold becomes the validation split."""
+    exclude: list[str] | str | None = None
+    """Images left out of the dataset as read, before any split or limit (`cnnlab data audit --write-clean` writes this list): entries `SPLIT:N` (row N, from 0, of the dataset's train, val or test split as read) or `SPLIT:NAME` (the image's file path inside its split folder, e.g. `test:cat/0001.jpg`), or one string naming a text file of such entries, one a line (relative to the working directory)."""
 
 
 class ModelConfig(_Open):
@@ -74,6 +78,8 @@ class ModelConfig(_Open):
     """The network (docs/reference.md#models lists them and their own options), or FILE.py:NAME."""
     sync_bn: bool = False
     """Distributed runs on GPUs: BatchNorm layers become SyncBatchNorm (statistics over the global batch, not each process's part); checkpoints keep plain BatchNorm names and shapes."""
+    init_from: str | None = None
+    """Start from another run's weights instead of random ones: a cnnlab run directory (its best checkpoint), a checkpoint, or a state dict (.pt/.pth/.bin, .safetensors). Tensors whose name and shape match are copied; the others (a head for other classes) keep their fresh initialisation; the banner and init_from.json say which, with the file's SHA-256."""
 
 
 class OptimConfig(_Open):
@@ -81,6 +87,10 @@ class OptimConfig(_Open):
     """The optimizer (docs/reference.md#optimizers)."""
     lr: float = Field(0.01, gt=0.0)
     """The learning rate (the peak one, for schedules that move it)."""
+    lr_mult: dict[str, float] = Field(default_factory=dict)
+    """Learning-rate multipliers by parameter-name pattern (fnmatch), e.g. {"fc.*": 10, "stem.*": 0.1}: a fine-tuned backbone slower than a new head. Multipliers of every matching pattern multiply."""
+    layer_decay: float | None = Field(None, gt=0.0, le=1.0)
+    """timm-style layer-wise lr decay: the model's last top-level block (the head) trains at the full lr, each block before it at layer_decay times the rate of the one after."""
 
 
 class ScheduleConfig(_Open):
@@ -97,6 +107,10 @@ class LossConfig(_Open):
     """Explicit L2 penalty l2/2 * sum(w**2), added to the data loss and logged as train_l2 (to compare with optim.weight_decay)."""
     l2_params: Literal["weights", "all"] = "weights"
     """Which parameters the L2 penalty covers: conv/linear weights only, or every trainable parameter."""
+    class_weights: Literal["balanced", "effective"] | list[float] | None = None
+    """Weight each class's images in the loss, for imbalanced classes: balanced (N / (K * images of the class): inverse frequency), effective (Cui et al. 2019's effective number of images, (1 - beta) / (1 - beta^n), with class_weights_beta), or one weight per class; none by default. The built-in losses only; the reported losses are weighted too."""
+    class_weights_beta: float = Field(0.999, gt=0.0, lt=1.0)
+    """beta of class_weights: effective (0.999 for classes of thousands of images; nearer 1 weighs rare classes more)."""
 
 
 class EarlyStopConfig(_Strict):
@@ -136,9 +150,18 @@ class ProbeConfig(_Strict):
         return value
 
 
+class FreezeConfig(_Strict):
+    epochs: int = Field(1, ge=1)
+    """Epochs trained with the frozen part held fixed; every parameter trains after them."""
+    until: str = "head"
+    """What trains while frozen: head (the last linear layer), or the name of the first layer that trains (e.g. layer4): every parameter before it is frozen."""
+
+
 class TrainConfig(_Strict):
     epochs: int = Field(10, gt=0)
     """Passes over the training split."""
+    select: str | None = None
+    """The logged metric that picks the best checkpoint (best.pt and the summary's numbers), in its own direction (accuracies and F1 up, losses and ECE down): e.g. val_macro_f1 or val_balanced_acc for imbalanced classes. Default: val_acc when there is a validation split, else the last epoch."""
     batch_size: int = Field(128, gt=0)
     """Images per optimizer step (over all processes of a distributed run)."""
     eval_batch_size: int = Field(1024, gt=0)
@@ -173,6 +196,8 @@ class TrainConfig(_Strict):
     """TensorBoard event files in RUN_DIR/tb/: scalars per step and epoch, lr, hparams with the final metrics."""
     probe: ProbeConfig | None = None
     """The loss-landscape probe (train.probe.*, below; true takes its defaults, null is off)."""
+    freeze: FreezeConfig | None = None
+    """Fine-tuning: train only the head (or the layers from train.freeze.until on) for the first train.freeze.epochs epochs, frozen BatchNorm layers in eval mode, then everything (train.freeze.*, below)."""
 
     @field_validator("probe", mode="before")
     @classmethod

@@ -1,4 +1,6 @@
-"""`cnnlab evaluate`: metrics of a trained run on one split, and its confusion matrix."""
+"""`cnnlab evaluate`: metrics of a trained run on one split (with its calibration: ECE, NLL,
+Brier, at the temperature `cnnlab calibrate` fitted, if any), its confusion matrix and its
+reliability diagram."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from typing import Any, Literal
 
 from cnnlab.device import autocast
 from cnnlab.plots.confusion import plot_confusion
+from cnnlab.plots.reliability import plot_reliability
 from cnnlab.reopen import open_run
 from cnnlab.training.metrics import evaluate
 from cnnlab.training.tta import with_tta
@@ -22,8 +25,11 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     split, data = opened.split(split, labelled=True)
     # The run's deterministic ops (resize, center_crop) apply here as they did in training.
     loader = opened.loader(data, device=device)
-    ev = evaluate(with_tta(model, cfg.train.tta), loader, opened.loss(), len(info["classes"]),
-                  autocast(cfg.train.amp, device))
+    scorer, t = with_tta(model, cfg.train.tta), opened.temperature
+    ev = evaluate(scorer, loader, opened.loss(), len(info["classes"]), autocast(cfg.train.amp, device), t)
+    # Calibrated: the same split at T = 1 too, so the report can show before and after.
+    raw = evaluate(scorer, loader, opened.loss(), len(info["classes"]), autocast(cfg.train.amp, device)) \
+        if t != 1.0 else None
     epoch = opened.payload.get("epoch")
     png = run.confusion_png(split, which)
     plot_confusion(ev.confusion.numpy(), info["classes"], png,
@@ -32,8 +38,15 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     report = {
         "split": split, "checkpoint": which, "epoch": epoch, "samples": len(data),
         "loss": ev.loss, "acc": ev.acc, "top5": ev.top5,
+        "ece": ev.ece, "nll": ev.nll, "brier": ev.brier, "temperature": t, "ece_bins": 15, "ece_binning": "equal-width",
+        "uncalibrated": None if raw is None else {"loss": raw.loss, "ece": raw.ece, "nll": raw.nll, "brier": raw.brier},
         "per_class_acc": dict(zip(info["classes"], ev.per_class_acc)),
         "confusion": ev.confusion.tolist(), "figure": str(png),
     }
+    curves = {"T = 1": raw.__dict__, f"T = {t:.3g} (calibrated)": ev.__dict__} if raw is not None else \
+        {"this checkpoint": ev.__dict__}
+    reliability = run.reliability_png(split, which)
+    plot_reliability(curves, reliability, f"{run.name}: {split}, {which} checkpoint, reliability")
+    report["reliability_figure"] = str(reliability)
     run.write_eval(split, which, report)
     return report

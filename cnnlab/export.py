@@ -43,20 +43,23 @@ TOLERANCE = 1e-3
 class Exported(nn.Module):
     """[0, 1] images in, logits out: the run's normalisation, network and test-time augmentation."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], tta: Literal["none", "hflip"]):
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], tta: Literal["none", "hflip"],
+                 temperature: float = 1.0):
         super().__init__()
         c = len(mean)
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, c, 1, 1))
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, c, 1, 1))
-        self.model, self.flip = model, tta == "hflip"
+        self.model, self.flip, self.temperature = model, tta == "hflip", float(temperature)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = (images - self.mean) / self.std
         if not self.flip:
-            return self.model(x)
-        # tta.FlipTTA's mean of the logits of an image and its mirror, as two passes: its single
-        # pass over a concatenated batch pins the exported batch size to the example's.
-        return (self.model(x) + self.model(x.flip(3))) / 2
+            logits = self.model(x)
+        else:
+            # tta.FlipTTA's mean of the logits of an image and its mirror, as two passes: its single
+            # pass over a concatenated batch pins the exported batch size to the example's.
+            logits = (self.model(x) + self.model(x.flip(3))) / 2
+        return logits if self.temperature == 1.0 else logits / self.temperature
 
 
 @dataclass
@@ -85,11 +88,12 @@ def export_run(run_dir: Path, fmt: str, which: Literal["best", "last"] = "best")
     run, cfg, info, payload = opened.run, opened.cfg, opened.info, opened.payload
     reference = opened.model()  # what evaluate scores (either engine)
     net = opened.model(torch_module=True)  # the same weights in the torch module config.yaml builds
-    model = Exported(net, info["mean"], info["std"], cfg.train.tta).eval()
+    t = opened.temperature  # `cnnlab calibrate`'s, folded in like the normalisation
+    model = Exported(net, info["mean"], info["std"], cfg.train.tta, t).eval()
     images, split = _real_images(opened)
     with torch.inference_mode():
         x = normalise(images, model.mean, model.std, False)
-        expected = with_tta(reference, cfg.train.tta)(x).float()
+        expected = with_tta(reference, cfg.train.tta)(x).float() / t
     target = run.export_file(which, fmt)
     with atomic_path(target) as tmp:
         try:
@@ -104,12 +108,12 @@ def export_run(run_dir: Path, fmt: str, which: Literal["best", "last"] = "best")
             raise UserError(f"{run.path}: the exported {fmt} model disagrees with the run's model ({parity.line()}; "
                             f"tolerance {TOLERANCE:g} x the largest logit); nothing was written")
     sidecar = run.export_info_file(which, fmt)
-    write_json(sidecar, describe(cfg, info, payload, which, fmt, target, parity))
+    write_json(sidecar, describe(cfg, info, payload, which, fmt, target, parity, t))
     return target, sidecar, parity
 
 
 def describe(cfg: Any, info: dict[str, Any], payload: dict[str, Any], which: str, fmt: str, target: Path,
-             parity: Parity) -> dict[str, Any]:
+             parity: Parity, temperature: float = 1.0) -> dict[str, Any]:
     """The JSON beside an exported model: what goes in, what comes out, and the classes."""
     c, h, w = info["input_shape"]
     resizing = [op for op in cfg.augment if next(iter(op)) in ("resize", "center_crop")]
@@ -120,10 +124,12 @@ def describe(cfg: Any, info: dict[str, Any], payload: dict[str, Any], which: str
                   "range": [0.0, 1.0], "scale": info.get("scale"),
                   "meaning": f"raw pixel values times scale ({info.get('scale')}: 1/255 for 8-bit images), "
                              "not normalised: the normalisation below is inside the model"},
-        "folded_in": {"normalisation": {"mean": info["mean"], "std": info["std"]}, "tta": cfg.train.tta},
+        "folded_in": {"normalisation": {"mean": info["mean"], "std": info["std"]}, "tta": cfg.train.tta,
+                      "temperature": temperature},
         "apply_before": resizing,  # the run's resize/center_crop ops, not part of the exported model
         "output": {"name": "logits", "shape": ["batch", len(info["classes"])],
-                   "meaning": "unnormalised class scores; softmax gives probabilities, argmax the class"},
+                   "meaning": "unnormalised class scores (already divided by the temperature above); softmax "
+                              "gives probabilities, argmax the class"},
         "classes": info["classes"], "label_values": info["label_values"],
         "parity": {**parity.__dict__, "tolerance": TOLERANCE},
     }

@@ -23,11 +23,14 @@ from cnnlab.rundir import Run
 from cnnlab.training.tta import with_tta
 
 
-def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tensor]:
-    """(ids, images shaped like the stored training images) from a .npy file, a pixel .csv or an image folder/zip."""
+def read_inputs(path: Path, info: dict[str, Any], path_column: str | None = None) -> tuple[list[str], torch.Tensor]:
+    """(ids, images shaped like the stored training images) from a .npy file, a pixel .csv, an image
+    folder/zip, or (a run trained on data.format: csv_images) a CSV of image paths in `path_column`."""
     c, h, w = info.get("image_shape", info["input_shape"])  # runs from before image_shape was recorded
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
+    if path.suffix.lower() == ".csv" and path_column is not None:
+        return _image_csv(path, path_column, c, (h, w))
     if path.suffix.lower() == ".npy":
         arr = load_npy(path)
         if arr.ndim == 2 and arr.shape[1] != c * h * w:
@@ -49,9 +52,22 @@ def read_inputs(path: Path, info: dict[str, Any]) -> tuple[list[str], torch.Tens
     return [ids[i] for i in kept], torch.from_numpy(x)
 
 
+def _image_csv(path: Path, column: str, channels: int, size: tuple[int, int]) -> tuple[list[str], torch.Tensor]:
+    """A CSV of image paths (relative to its folder), as data.format: csv_images reads them: the
+    ids are the paths as written."""
+    from cnnlab.data.read.csv_images import read_rows, relative_paths
+
+    rows = read_rows(path, [column])
+    tree = FileTree(path.parent)
+    files = relative_paths(path, tree, rows, column)
+    x, _, _ = decode_many(tree, files, channels, size, skip_corrupt=False)  # type: ignore[arg-type]
+    return [row[column] for _, row in rows], torch.from_numpy(x)
+
+
 def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "best") -> torch.Tensor:
     """Class probabilities (N, K) of the run's model for images shaped like its stored training
-    images (uint8 0..255 or floats as the data held them), seen as evaluation sees them."""
+    images (uint8 0..255 or floats as the data held them), seen as evaluation sees them (with the
+    temperature `cnnlab calibrate` fitted, if any)."""
     opened = open_run(run, which)
     cfg, info = opened.cfg, opened.info
     model, device = opened.model(), opened.device
@@ -61,9 +77,10 @@ def probabilities(run: Run, x: torch.Tensor, which: Literal["best", "last"] = "b
     loader = BatchLoader(Split(x, None, None), cfg.train.eval_batch_size, options, augment=pipeline.eval_ops)
     out = []
     scorer = with_tta(model, cfg.train.tta)  # the same test-time augmentation as the run's evaluation
+    t = opened.temperature  # `cnnlab calibrate`'s, else 1
     with torch.inference_mode():
         for xb, _ in loader:
-            out.append(torch.softmax(scorer(xb).float(), 1).cpu())
+            out.append(torch.softmax(scorer(xb).float() / t, 1).cpu())
     return torch.cat(out)
 
 
@@ -72,7 +89,9 @@ def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best
     out = writable_file(out, "--out")  # before the model and images are loaded
     run = Run(run_dir).check()
     info = run.data_info
-    ids, x = read_inputs(Path(input_path), info)
+    data = run.config_raw().get("data") or {}
+    column = data.get("path_column", "path") if data.get("format") == "csv_images" else None
+    ids, x = read_inputs(Path(input_path), info, column)
     labels = probabilities(run, x, which).argmax(1).tolist()
     values = info["label_values"]
     buf = io.StringIO()

@@ -81,7 +81,8 @@ def _sections() -> list[tuple[str, str, Any]]:
             ("config-optim", "optim.", c.OptimConfig), ("config-schedule", "schedule.", c.ScheduleConfig),
             ("config-loss", "loss.", c.LossConfig), ("config-train", "train.", c.TrainConfig),
             ("config-train-early-stop", "train.early_stop.", c.EarlyStopConfig),
-            ("config-train-probe", "train.probe.", c.ProbeConfig)]
+            ("config-train-probe", "train.probe.", c.ProbeConfig),
+            ("config-train-freeze", "train.freeze.", c.FreezeConfig)]
 
 
 def _default(field: Any) -> str:

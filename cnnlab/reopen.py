@@ -71,6 +71,16 @@ class OpenRun:
             self._payload = self.run.checkpoint(self.which or "best")
         return self._payload
 
+    @property
+    def temperature(self) -> float:
+        """The temperature `cnnlab calibrate` fitted for this checkpoint (1.0 when none, or when it
+        was fitted on an earlier epoch's weights: a resumed run's best.pt may have moved on)."""
+        which = self.which or "best"
+        entry = self.run.calibration(which)
+        if entry is None or entry.get("epoch") != self.payload.get("epoch"):
+            return 1.0
+        return float(entry["temperature"])
+
     # ------------------------------------------------------------------ the network
 
     @property

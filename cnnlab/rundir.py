@@ -7,14 +7,19 @@ runs/<name>-<timestamp>/
   metrics.jsonl     one object per epoch
   steps.csv         the training loss of every step (step, epoch, train_loss)
   probe.csv         with train.probe: the loss-landscape probe, one row per probe and step size
+  heldout.npz       a fold run of a cv study: the best checkpoint's probabilities of each held-out
+                    (val) image, by its training-split index (HELDOUT)
   summary.json      headline numbers, status, versions, device, git commit
   best.pt last.pt   checkpoints of the torch engine (weights_only loadable); best.npz last.npz
                     with engine: scratch (no pickles); see cnnlab/checkpoints.py
   init.pt           the weights before the first step (init.npz with engine: scratch)
+  init_from.json    with model.init_from: the source of the starting weights, its SHA-256, what was loaded
   analysis/<what>/  what `cnnlab analyze RUN WHAT` writes (figures, CSV, JSON)
   curves.png        loss per step, accuracy per epoch
   samples.png       a few training images per class after augmentation, written before the first step
-  confusion-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json   written by `cnnlab evaluate`
+  confusion-<split>-<checkpoint>.png, reliability-<split>-<checkpoint>.png, eval-<split>-<checkpoint>.json
+                    written by `cnnlab evaluate`
+  calibration.json  written by `cnnlab calibrate`: each calibrated checkpoint's temperature (and its epoch)
   traceback.txt     a study run that raised: what it raised
   lock.json         while a process trains the run: its lease (host, pid, heartbeat); see cnnlab/lease.py
   tb/               TensorBoard event files, with train.tensorboard: true
@@ -44,7 +49,7 @@ import yaml
 from cnnlab import checkpoints, lease
 from cnnlab.config import Config, read_yaml
 from cnnlab.errors import UserError
-from cnnlab.io import writable_folder, write_bytes, write_json, write_jsonl, write_text
+from cnnlab.io import atomic_path, writable_folder, write_bytes, write_json, write_jsonl, write_text
 
 CONFIG, DATA, METRICS, SUMMARY, CURVES, TRACEBACK, LOCK, STEPS, SAMPLES, PROBE, CODE = (
     "config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt", "lock.json",
@@ -57,6 +62,12 @@ ANALYSIS, ANALYSIS_REPORT, TENSORBOARD = "analysis", "report.json", "tb"
 REPORT = {"html": "report.html", "md": "report.md"}  # `cnnlab report RUN_DIR` by --format
 EXPORT = "export"
 EXPORT_SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}  # `cnnlab export --format` -> file suffix
+CALIBRATION = "calibration.json"  # `cnnlab calibrate`: a fitted temperature per checkpoint
+INIT_FROM = "init_from.json"  # model.init_from: where the starting weights came from (source, SHA-256, what loaded)
+# A fold run of a `cv: K` study: the best
+# checkpoint's probabilities for each held-out image, by its index in the training split before the
+# carving (arrays index int64, probs float32 N x K, labels int64); `cnnlab data audit --labels` reads it.
+HELDOUT = "heldout.npz"
 
 
 def check_writable(folder: str | Path, key: str = "train.out_dir") -> Path:
@@ -285,6 +296,44 @@ class Run:
     def write_traceback(self, text: str) -> None:
         write_text(self.path / TRACEBACK, text)
 
+    def write_heldout(self, index: Any, probs: Any, labels: Any) -> None:
+        """heldout.npz: the held-out images' training-split indices, class probabilities and given labels."""
+        import numpy as np
+
+        arrays = {"index": np.asarray(index, dtype=np.int64), "probs": np.asarray(probs, dtype=np.float32),
+                  "labels": np.asarray(labels, dtype=np.int64)}
+        with atomic_path(self.path / HELDOUT) as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)  # a file object: savez would append .npz to the temporary name
+
+    def has_heldout(self) -> bool:
+        return (self.path / HELDOUT).is_file()
+
+    def heldout(self) -> dict[str, Any] | None:
+        """heldout.npz as arrays (index, probs, labels), None when the run has none, a UserError
+        naming the file when it is damaged."""
+        import numpy as np
+
+        path = self.path / HELDOUT
+        if not path.is_file():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                out = {k: z[k] for k in ("index", "probs", "labels")}
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise UserError(f"{path}: damaged ({e}); delete it and reopen the run to compute it again") from None
+        n = len(out["index"])
+        if out["probs"].ndim != 2 or len(out["probs"]) != n or len(out["labels"]) != n:
+            raise UserError(f"{path}: damaged (arrays of different lengths); delete it to compute it again")
+        return out
+
+    def write_init_from(self, report: dict[str, Any]) -> None:
+        write_json(self.path / INIT_FROM, report)
+
+    def init_from(self) -> dict[str, Any] | None:
+        """What model.init_from loaded into the run's starting weights, or None (random start)."""
+        path = self.path / INIT_FROM
+        return _read_json(path) if path.is_file() else None
+
     def write_eval(self, split: str, which: str, report: dict[str, Any]) -> None:
         write_json(self.path / f"eval-{split}-{which}.json", report)
 
@@ -295,6 +344,19 @@ class Run:
         except (OSError, ValueError):
             return None
         return report if isinstance(report, dict) else None
+
+    def calibration(self, which: str) -> dict[str, Any] | None:
+        """What `cnnlab calibrate` stored for a checkpoint (temperature, before/after), or None."""
+        path = self.path / CALIBRATION
+        if not path.is_file():
+            return None
+        entry = _read_json(path).get(which)
+        return entry if isinstance(entry, dict) and isinstance(entry.get("temperature"), (int, float)) else None
+
+    def write_calibration(self, which: str, entry: dict[str, Any]) -> None:
+        path = self.path / CALIBRATION
+        stored = _read_json(path) if path.is_file() else {}
+        write_json(path, {**stored, which: entry})
 
     def steps(self) -> list[float]:
         """The training loss of every step from steps.csv (empty when missing or damaged)."""
@@ -354,6 +416,9 @@ class Run:
     def confusion_png(self, split: str, which: str) -> Path:
         return self.path / f"confusion-{split}-{which}.png"
 
+    def reliability_png(self, split: str, which: str) -> Path:
+        return self.path / f"reliability-{split}-{which}.png"
+
     def is_run(self) -> bool:
         return (self.path / CONFIG).is_file()
 
@@ -393,6 +458,12 @@ class Follower(Run):
         pass
 
     def write_probe(self, columns: dict[str, list[float]]) -> None:
+        pass
+
+    def write_heldout(self, index: Any, probs: Any, labels: Any) -> None:
+        pass
+
+    def write_init_from(self, report: dict[str, Any]) -> None:
         pass
 
 

@@ -111,7 +111,7 @@ print('HEAVY', heavy)
 
 
 RUN_FILES = ("config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt",
-             "best.pt", "last.pt", "best.npz", "last.npz")
+             "best.pt", "last.pt", "best.npz", "last.npz", "heldout.npz")
 
 
 def test_only_rundir_spells_run_directory_files():
@@ -162,7 +162,8 @@ LAYERS = [
               "cnnlab.distributed", "cnnlab.progressbar", "cnnlab.scratch")),
     ("builders", ("cnnlab.data", "cnnlab.models", "cnnlab.plots")),
     ("training", ("cnnlab.training", "cnnlab.resolve", "cnnlab.reopen", "cnnlab.registries", "cnnlab.reference")),
-    ("readers", ("cnnlab.evaluate", "cnnlab.predict", "cnnlab.export", "cnnlab.analysis")),
+    ("readers", ("cnnlab.evaluate", "cnnlab.calibrate", "cnnlab.predict", "cnnlab.export", "cnnlab.analysis",
+                 "cnnlab.audit")),
     ("above", ("cnnlab.studies", "cnnlab.reports", "cnnlab.api", "cnnlab.cli", "cnnlab.cli_tools", "cnnlab.__main__")),
 ]
 
@@ -209,5 +210,5 @@ def test_every_command_reopens_a_run_through_open_run():
                 if method in ("inference_model", "torch_model") or function == "prepare":
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {method or function}()")
     assert offenders == []
-    for reader in ("evaluate", "predict", "export", "analysis.subject", "training.runner", "api.run"):
+    for reader in ("evaluate", "calibrate", "predict", "export", "analysis.subject", "training.runner", "api.run"):
         assert "open_run" in (PACKAGE / (reader.replace(".", "/") + ".py")).read_text(), reader

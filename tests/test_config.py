@@ -29,7 +29,8 @@ def test_defaults_are_resolved_from_schema_and_builder_signatures(base):
     d = cfg.to_dict()
     assert d["model"]["dropout"] == 0.0 and d["model"]["pool"] == "max"  # cnn() defaults
     assert d["optim"]["momentum"] == 0.0 and d["optim"]["lr"] == 0.1
-    assert d["loss"] == {"name": "cross_entropy", "l2": 0.0, "l2_params": "weights", "label_smoothing": 0.0}
+    assert d["loss"] == {"name": "cross_entropy", "l2": 0.0, "l2_params": "weights", "class_weights": None,
+                         "class_weights_beta": 0.999, "label_smoothing": 0.0}
 
 
 def test_dotted_overrides_are_typed(base):

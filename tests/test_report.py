@@ -66,8 +66,8 @@ def test_one_self_contained_file(report_run, report):
     assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:|//)", text) and "@import" not in text and "url(" not in text
     figures = [png_size(src) for src in page.images]
     analysis_pngs = sorted(report_run.glob("analysis/*/*.png"))
-    # samples, curves, lr, confusion matrix, and every analysis figure
-    assert len(figures) == 4 + len(analysis_pngs) and all(w > 100 and h > 100 for w, h in figures)
+    # samples, curves, lr, confusion matrix, reliability diagram, and every analysis figure
+    assert len(figures) == 5 + len(analysis_pngs) and all(w > 100 and h > 100 for w, h in figures)
     assert path.stat().st_size < 2_000_000
 
 

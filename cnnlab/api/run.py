@@ -126,13 +126,22 @@ class Run:
 
     def evaluate(self, split: str | None = None, checkpoint: Checkpoint = "best", *, model: Any = None,
                  data: Any = None) -> dict[str, Any]:
-        """Loss, accuracy, top-5, per-class accuracy and confusion matrix of a split (default: test,
-        else val), as `cnnlab evaluate` writes them into the run."""
+        """Loss, accuracy, top-5, per-class accuracy, confusion matrix and calibration (ECE, NLL,
+        Brier) of a split (default: test, else val), as `cnnlab evaluate` writes them into the run."""
         from cnnlab.evaluate import evaluate_run
 
         self._bind(model=model, data=data)
         self._code()
         return evaluate_run(self.path, split, checkpoint)
+
+    def calibrate(self, checkpoint: Checkpoint = "best", *, model: Any = None, data: Any = None) -> dict[str, Any]:
+        """Fit a temperature on the validation split and store it in the run (as `cnnlab calibrate`):
+        {temperature, split, images, epoch, before: {ece, nll, brier}, after: {...}}."""
+        from cnnlab.calibrate import calibrate_run
+
+        self._bind(model=model, data=data)
+        self._code()
+        return calibrate_run(self.path, checkpoint)
 
     def _code(self) -> None:
         if self.code is not None:

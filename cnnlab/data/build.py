@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import DataConfig
+from cnnlab.data.exclude import apply_exclude
 from cnnlab.data.read.cache import default_cache_dir
 from cnnlab.data.read.catalog import FORMATS
 from cnnlab.data.read.listing import (
@@ -67,11 +68,11 @@ def build_data(data: DataConfig, seed: int, device: torch.device | None = None) 
 
 
 def _in_memory(data: DataConfig, seed: int) -> DataBundle:
-    raw = read_raw(data, seed)
+    raw = _without_excluded(data, read_raw(data, seed))
     if data.shuffle:
         raw = _shuffled(raw, data, seed)
     train, test, test_notes = _test_split(data, seed, raw.train, raw.test)
-    train, val, val_source = _splits(data, seed, train, raw.val)
+    train, val, val_source, val_index = _splits(data, seed, train, raw.val)
     scale = value_scale(train.x)
     if data.normalize:
         mean, std = channel_stats(train.x, scale)
@@ -80,18 +81,27 @@ def _in_memory(data: DataConfig, seed: int) -> DataBundle:
     return DataBundle(
         train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
         mean=mean, std=std, scale=scale, format=data.format, path=_where(data),
-        val_source=val_source, notes=[*raw.notes, *test_notes],
+        val_source=val_source, notes=[*raw.notes, *test_notes], val_index=val_index,
     )
+
+
+def _without_excluded(data: DataConfig, raw: RawDataset) -> RawDataset:
+    """The dataset as read less the data.exclude images (their rows and ids refer to it as read)."""
+    kept, notes = apply_exclude(data, {"train": raw.train, "val": raw.val, "test": raw.test})
+    if not notes:
+        return raw
+    return replace(raw, train=kept["train"], val=kept["val"], test=kept["test"], notes=[*raw.notes, *notes])
 
 
 def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundle:
     if data.shuffle:
         raise ConfigError(f"data.shuffle: the {data.format} format has no fixed split point (data.test_from) to "
                           "shuffle before; remove data.shuffle (use data.test_fraction for a seeded test split)")
-    train, test, test_notes = _test_split(data, seed, listing.splits["train"], listing.splits.get("test"))
-    train, val, val_source = _splits(data, seed, train, listing.splits.get("val"))
+    kept, exclude_notes = apply_exclude(data, listing.splits)
+    train, test, test_notes = _test_split(data, seed, kept["train"], kept.get("test"))
+    train, val, val_source, val_index = _splits(data, seed, train, kept.get("val"))
     c = train.shape[0]
-    notes = [*listing.notes, *test_notes, "file-backed: images are decoded from their files for every batch"]
+    notes = [*listing.notes, *exclude_notes, *test_notes, "file-backed: images are decoded from their files for every batch"]
     if data.normalize:
         mean, std = sample_stats(train, seed)
         notes.append(f"normalisation statistics from {min(STATS_SAMPLE, len(train))} sampled training images")
@@ -101,13 +111,16 @@ def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundl
         train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed),
         classes=listing.classes,
         label_values=listing.label_values, mean=mean, std=std, scale=1.0 / 255.0, format=data.format,
-        path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes,
+        path=str(Path(data.path).expanduser().resolve()), val_source=val_source, notes=notes, val_index=val_index,
     )
 
 
-def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str]:
+def _splits(data: DataConfig, seed: int, train: AnySplit,
+            val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str, np.ndarray | None]:
     """limit_train, then one fold of K (data.folds: cross-validation, in place of any other
-    validation split) or a stratified validation split when the dataset has none."""
+    validation split) or a stratified validation split when the dataset has none. The last item:
+    where each validation image sits in the training split before it was carved (None for a
+    dataset's own val split), so held-out predictions map back to training images (heldout.npz)."""
     _check_folds(data)
     val_source = "folder" if val is not None else "none"
     train = limit(train, data.limit_train, "limit_train", data, seed)
@@ -116,13 +129,24 @@ def _splits(data: DataConfig, seed: int, train: AnySplit, val: AnySplit | None) 
             tr, va = kfold_split(train.y, data.folds, data.fold, seed)
         except ValueError as e:
             raise DataError(f"{data.path}: cannot make {data.folds} stratified folds: {e}; lower data.folds") from None
-        return train.subset(tr), limit(train.subset(va), data.limit_val, "limit_val", data, seed), "fold"
+        held, index = _limited_val(train, va, data, seed)
+        return train.subset(tr), held, "fold", index
     if val is None and data.val_fraction > 0:
         if len(train) < 2:
             raise DataError(f"{data.path}: only {len(train)} training sample(s); cannot split off validation")
         tr, va = stratified_split(train.y, data.val_fraction, seed)
-        train, val, val_source = train.subset(tr), train.subset(va), "split"
-    return train, limit(val, data.limit_val, "limit_val", data, seed), val_source
+        held, index = _limited_val(train, va, data, seed)
+        return train.subset(tr), held, "split", index
+    return train, limit(val, data.limit_val, "limit_val", data, seed), val_source, None
+
+
+def _limited_val(train: AnySplit, va: torch.Tensor, data: DataConfig, seed: int) -> tuple[AnySplit, np.ndarray]:
+    """The validation split carved from train at `va`, cut by data.limit_val, and its images'
+    positions in train (the same subset `limit` takes, found by limiting the positions alongside)."""
+    val = train.subset(va)
+    positions = Split(va.reshape(-1, 1, 1, 1), val.y, None)  # limit() picks by labels and count only
+    return limit(val, data.limit_val, "limit_val", data, seed), limit(positions, data.limit_val, "limit_val", data,
+                                                                       seed).x.reshape(-1).numpy().astype(np.int64)
 
 
 def _shuffled(raw: RawDataset, data: DataConfig, seed: int) -> RawDataset:

@@ -95,6 +95,10 @@ class DataBundle:
     path: str
     val_source: str  # "folder", "split" (stratified from train), "fold" (K-fold CV) or "none"
     notes: list[str] = field(default_factory=list)
+    # Where each val image sits in the training split as read before the validation split was
+    # carved from it (a fold's or val_fraction's; None for a dataset's own val split): held-out
+    # probabilities map back to training images through it (heldout.npz, data audit --labels).
+    val_index: Any = None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -121,4 +121,12 @@ def summarize_config(cfg: Config, input_shape: tuple[int, int, int] | None = Non
         raise UserError(f"--classes: {num_classes} is not a class count; give 1 or more")
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, input_shape, num_classes)
-    return summarize(model, input_shape, cfg.model.name, num_classes)
+    summary = summarize(model, input_shape, cfg.model.name, num_classes)
+    if cfg.train.freeze is not None:
+        from cnnlab.models.freezing import frozen_names
+
+        names = set(frozen_names(model, cfg.train.freeze.until))
+        held = sum(p.numel() for n, p in model.named_parameters() if n in names)
+        summary.notes.append(f"train.freeze: {held:,} parameters frozen, {summary.params - held:,} trainable in "
+                             f"epoch(s) 1-{cfg.train.freeze.epochs} (until {cfg.train.freeze.until}); then all train")
+    return summary

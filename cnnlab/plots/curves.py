@@ -1,5 +1,6 @@
-"""curves.png: training loss per step (raw and smoothed), accuracy per epoch for each split,
-and top-5 accuracy when it is logged."""
+"""curves.png: training loss per step (raw and smoothed), accuracy per epoch for each split
+(with balanced accuracy dashed where it differs from accuracy: imbalanced classes), and top-5
+accuracy when it is logged."""
 
 from __future__ import annotations
 
@@ -61,6 +62,8 @@ def curves_figure(history: list[dict[str, Any]], step_losses: list[float], steps
     ax_loss.legend(fontsize=8)
 
     _per_epoch(ax_acc, history, "acc", ("train", "val", "test"), "accuracy")
+    if _imbalanced(history):  # on balanced data the two lines would lie on each other
+        _per_epoch(ax_acc, history, "balanced_acc", ("train", "val", "test"), "accuracy", dashed=True)
     if top5:  # logged for 5 classes or more: the workloads with many classes report it
         _per_epoch(axes[2], history, "top5", ("val", "test"), "top-5 accuracy")
     if title:
@@ -72,12 +75,20 @@ def curves_figure(history: list[dict[str, Any]], step_losses: list[float], steps
 COLORS = {"train": "tab:blue", "val": "tab:orange", "test": "tab:green"}
 
 
-def _per_epoch(ax, history: list[dict[str, Any]], kind: str, splits: tuple[str, ...], what: str) -> None:
-    """One panel of a per-epoch metric (in %) for each split that logged it."""
+def _imbalanced(history: list[dict[str, Any]]) -> bool:
+    """Whether balanced accuracy differs from accuracy by more than 2 points anywhere."""
+    return any(abs(m[f"{s}_balanced_acc"] - m[f"{s}_acc"]) > 0.02 for m in history for s in ("train", "val", "test")
+               if m.get(f"{s}_balanced_acc") is not None and m.get(f"{s}_acc") is not None)
+
+
+def _per_epoch(ax, history: list[dict[str, Any]], kind: str, splits: tuple[str, ...], what: str,
+               dashed: bool = False) -> None:
+    """One panel of a per-epoch metric (in %) for each split that logged it (dashed: a second metric)."""
     for split in splits:
         pts = [(m["epoch"], 100 * m[f"{split}_{kind}"]) for m in history if m.get(f"{split}_{kind}") is not None]
         if pts:
-            ax.plot(*zip(*pts), "o-", color=COLORS[split], markersize=3, label=split)
+            ax.plot(*zip(*pts), "s--" if dashed else "o-", color=COLORS[split], markersize=3,
+                    label=f"{split} (balanced)" if dashed else split, alpha=0.8 if dashed else 1.0)
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{what} (%)")
     ax.set_title(f"{what} per epoch")

@@ -95,11 +95,16 @@ def model(doc: Doc, info: Any) -> None:
     except (UserError, RuntimeError, ValueError) as e:
         doc.add(Notice(f"No model summary: the model cannot be built now ({e})."))
         return
-    options = {k: v for k, v in cfg.model.model_dump().items() if k != "name"}
+    options = {k: v for k, v in cfg.model.model_dump().items() if k != "name" and not (k == "init_from" and v is None)}
     doc.add(Text([Mono(cfg.model.name), " " + ", ".join(f"{k}={v}" for k, v in options.items())]))
     rows = [["parameters", f"{s.params:,}" + (f" ({s.trainable_params:,} trainable)" if s.trainable_params != s.params else "")],
             ["FLOPs per image", f"{si(s.flops)} (a multiply-add counts 2; convolutions and matrix products)"],
             ["layers", f"{len(s.layers)}"], ["input", "x".join(map(str, shape)) + f", {s.num_classes} classes"]]
+    init = info.run.init_from()
+    if init is not None:  # model.init_from: where the training started
+        from cnnlab.models.init_from import describe
+
+        rows.append(["initial weights", describe(init)])
     doc.add(Table([], rows, align="ll"))
     layer_rows = [[x.name, x.type, "x".join(map(str, x.output_shape)) if x.output_shape else "-",
                    f"{x.params:,}" if x.params else "", si(x.flops) if x.flops else ""] for x in s.layers]
@@ -145,7 +150,11 @@ def evaluation(doc: Doc, info: Any, compute: bool = True) -> None:
     sizes = d.get("sizes") or {}
     split = "test" if "test" in sizes else "val" if "val" in sizes else "train"
     report = run.eval_report(split, "best")
-    current = report is not None and report.get("epoch") == s.get("best_epoch")
+    calibrated = run.calibration("best")
+    t = float(calibrated["temperature"]) if calibrated and calibrated.get("epoch") == s.get("best_epoch") else 1.0
+    # Current: the best epoch's, with calibration measures (older evaluations lack them) at today's temperature.
+    current = report is not None and report.get("epoch") == s.get("best_epoch") and "ece" in report \
+        and report.get("temperature", 1.0) == t
     if not current and compute and not info.in_progress and info.died is None and run.has_checkpoint("best"):
         from cnnlab.evaluate import evaluate_run
 
@@ -171,6 +180,35 @@ def evaluation(doc: Doc, info: Any, compute: bool = True) -> None:
                        "Confusion matrix: rows are true classes, columns predictions, colour the fraction of the "
                        "true class, numbers the images."))
     doc.add(per_class_table(list(report["per_class_acc"]), np.asarray(report["confusion"])))
+    calibration(doc, run, report, calibrated if t != 1.0 else None)
+
+
+def calibration(doc: Doc, run: Any, report: dict[str, Any], fitted: dict[str, Any] | None) -> None:
+    """ECE, NLL and Brier of the evaluated split (before and after temperature scaling when the run
+    was calibrated) and its reliability diagram."""
+    if "ece" not in report:
+        return
+    doc.section("Calibration", "calibration")
+    rows = []
+    raw = report.get("uncalibrated")
+    if raw:
+        rows.append(["before (T = 1)", percent(raw["ece"]), f"{raw['nll']:.4f}", f"{raw['brier']:.4f}"])
+    label = f"after (T = {report['temperature']:.3g})" if raw else "this checkpoint"
+    rows.append([label, percent(report["ece"]), f"{report['nll']:.4f}", f"{report['brier']:.4f}"])
+    note = ("Expected calibration error over 15 equal-width confidence bins (Guo et al. 2017): how far the "
+            "top-class probability is from the accuracy, on average. NLL: mean -log p(true class). Brier: mean "
+            "squared distance of the probabilities from the one-hot label. Lower is better for all three.")
+    if fitted:
+        note += (f" The temperature was fitted on {fitted['images']:,} validation images (val ECE "
+                 f"{percent(fitted['before']['ece'])} -> {percent(fitted['after']['ece'])}); accuracy is unchanged.")
+    else:
+        note += " `cnnlab calibrate RUN` fits a temperature on the validation split."
+    doc.add(Table([f"{report['split']} split", "ECE", "NLL", "Brier"], rows, note=note))
+    png = read_png(run.reliability_png(report["split"], "best"))
+    if png is not None:
+        doc.add(Figure(png, f"{report['split']}-reliability.png",
+                       "Reliability diagram: accuracy against confidence per bin (the diagonal is perfect "
+                       "calibration); below, the share of images in each bin."))
 
 
 def per_class_table(classes: list[str], confusion: np.ndarray) -> Table:

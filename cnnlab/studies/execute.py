@@ -22,7 +22,7 @@ from cnnlab.training import runner
 from cnnlab.usercode import record
 
 SPLITS = ("train", "val", "test")
-KINDS = ("loss", "acc", "top5")
+KINDS = ("loss", "acc", "top5", "ece", "balanced_acc", "macro_f1")
 HISTORY_KEYS = tuple(f"{s}_{k}" for s in SPLITS for k in ("loss", "acc"))
 FINISHED = ("completed", "early_stopped", "pruned", "diverged", "failed")
 

@@ -43,7 +43,7 @@ from cnnlab.usercode.paths import absolutize
 
 # Row columns a study can rank by: `val_acc` is the value at the selected (best-val) epoch,
 # `best_`/`final_` the best over epochs and the last epoch's value.
-METRIC = re.compile(r"^(best_|final_)?(train|val|test)_(loss|acc|top5)$")
+METRIC = re.compile(r"^(best_|final_)?(train|val|test)_(loss|acc|top5|ece|balanced_acc|macro_f1)$")
 
 
 class _Strict(BaseModel):
@@ -207,7 +207,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     for m in [spec.metric, *metrics]:
         if not METRIC.match(m):
             raise ConfigError(f"{where}: metric: '{m}' is not a run metric; use e.g. val_acc, test_acc, "
-                              "best_val_loss, final_train_acc ((best_|final_)(train|val|test)_(loss|acc|top5))")
+                              "best_val_loss, final_train_acc ((best_|final_)(train|val|test)_(loss|acc|top5|ece|balanced_acc|macro_f1))")
     if spec.metric.startswith(("test_", "best_test", "final_test")) and spec.mode == "search":
         raise ConfigError(f"{where}: metric: searching on '{spec.metric}' tunes on the test set; use a val_ metric")
     direction = spec.direction if spec.direction != "auto" else default_direction(spec.metric)
@@ -227,8 +227,8 @@ def read_spec(path: Path) -> StudySpec:
 
 
 def default_direction(metric: str) -> Literal["maximize", "minimize"]:
-    """Losses go down, accuracies go up."""
-    return "minimize" if metric.endswith("_loss") else "maximize"
+    """Losses and calibration errors go down, accuracies go up."""
+    return "minimize" if metric.endswith(("_loss", "_ece")) else "maximize"
 
 
 def _base(spec: StudySpec, path: Path) -> dict[str, Any]:

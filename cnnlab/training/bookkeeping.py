@@ -11,6 +11,7 @@ import torch
 
 from cnnlab.data.augment import hard_labels
 from cnnlab.training.engine import StepResult
+from cnnlab.training.metrics import balanced_metrics
 
 SMOOTHING = 0.9  # the divergence guard's smoothing: TensorBoard's
 
@@ -21,17 +22,23 @@ class EpochSums:
 
     loss: torch.Tensor  # float64, summed over images
     l2: torch.Tensor
-    correct: torch.Tensor  # long
+    confusion: torch.Tensor  # (K * K,) long: true class * K + predicted class, for the balanced metrics
+    num_classes: int
     seen: int = 0
     has_l2: bool = False
 
     @classmethod
-    def start(cls, device: torch.device, saved: dict[str, Any] | None = None) -> EpochSums:
+    def start(cls, device: torch.device, num_classes: int, saved: dict[str, Any] | None = None) -> EpochSums:
         s = saved or {}
+        confusion = torch.zeros(num_classes * num_classes, dtype=torch.long, device=device)
+        if "confusion" in s:  # sparse: [cell, count] pairs
+            for cell, count in s["confusion"]:
+                confusion[int(cell)] = int(count)
+        elif s.get("correct"):  # a checkpoint from before the confusion was kept: its hits, on the diagonal
+            confusion[0] = int(s["correct"])
         return cls(torch.tensor(float(s.get("loss", 0.0)), dtype=torch.float64, device=device),
                    torch.tensor(float(s.get("l2", 0.0)), dtype=torch.float64, device=device),
-                   torch.tensor(int(s.get("correct", 0)), dtype=torch.long, device=device),
-                   int(s.get("seen", 0)), bool(s.get("has_l2", False)))
+                   confusion, num_classes, int(s.get("seen", 0)), bool(s.get("has_l2", False)))
 
     def add(self, step: StepResult, y: torch.Tensor) -> None:
         n = len(y)
@@ -40,19 +47,25 @@ class EpochSums:
             self.l2 += step.l2.double() * n
             self.has_l2 = True
         # With mixup/cutmix, y holds class probabilities: a hit is the argmax of the mixed target.
-        self.correct += (step.logits.argmax(1) == hard_labels(y)).sum()
+        k = self.num_classes
+        self.confusion += torch.bincount(hard_labels(y) * k + step.logits.argmax(1), minlength=k * k)
         self.seen += n
 
     def metrics(self) -> dict[str, float]:
-        """train_loss, train_acc (and train_l2) of the epoch: one host sync."""
-        out = {"train_loss": float(self.loss) / self.seen, "train_acc": float(self.correct) / self.seen}
+        """train_loss, train_acc, train_balanced_acc, train_macro_f1 (and train_l2) of the epoch: one host sync."""
+        k = self.num_classes
+        confusion = self.confusion.view(k, k).cpu()
+        balanced, f1 = balanced_metrics(confusion)
+        out = {"train_loss": float(self.loss) / self.seen, "train_acc": float(confusion.diagonal().sum()) / self.seen,
+               "train_balanced_acc": balanced, "train_macro_f1": f1}
         if self.has_l2:
             out["train_l2"] = float(self.l2) / self.seen
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"loss": float(self.loss), "l2": float(self.l2), "correct": int(self.correct), "seen": self.seen,
-                "has_l2": self.has_l2}
+        cells = torch.nonzero(self.confusion).flatten()
+        return {"loss": float(self.loss), "l2": float(self.l2), "seen": self.seen, "has_l2": self.has_l2,
+                "confusion": [[int(c), int(self.confusion[c])] for c in cells.tolist()]}
 
 
 class DivergenceGuard:

@@ -44,6 +44,25 @@ def hinge(num_classes: int, margin: float = 1.0, p: Literal[1, 2] = 1) -> nn.Mod
     return nn.MultiMarginLoss(p=p, margin=margin)
 
 
+def class_weights(loss: LossConfig, counts: list[int]) -> list[float]:
+    """One weight per class from loss.class_weights (see its docstring in cnnlab/config.py)."""
+    k = len(counts)
+    spec = loss.class_weights
+    if isinstance(spec, list):
+        if len(spec) != k or any(w < 0 for w in spec) or not any(w > 0 for w in spec):
+            raise ConfigError(f"loss.class_weights: give {k} weights (one per class, >= 0, not all 0), got {spec}")
+        return [float(w) for w in spec]
+    if any(n == 0 for n in counts):
+        empty = [i for i, n in enumerate(counts) if n == 0]
+        raise ConfigError(f"loss.class_weights: {spec} needs training images of every class; class(es) {empty} have none")
+    if spec == "balanced":  # inverse frequency, scaled so the average image weighs 1
+        total = sum(counts)
+        return [total / (k * n) for n in counts]
+    beta = loss.class_weights_beta  # effective number of images (Cui et al. 2019), scaled to sum to K
+    raw = [(1 - beta) / (1 - beta**n) for n in counts]
+    return [k * w / sum(raw) for w in raw]
+
+
 def l2_parameters(model: nn.Module, which: Literal["weights", "all"]) -> list[nn.Parameter]:
     """'weights': the weight of every conv and linear layer; 'all': every trainable parameter."""
     if which == "all":
@@ -81,7 +100,12 @@ def build_loss(loss: LossConfig, num_classes: int, class_counts: list[int] | Non
     counts = list(class_counts) if class_counts is not None else [1] * num_classes
     fn = LOSSES.build(loss, num_classes=num_classes, class_counts=counts)
     if LOSSES.get(loss.name).origin is None:
+        if loss.class_weights is not None:
+            fn.weight = torch.tensor(class_weights(loss, counts), dtype=torch.float32)  # nn.*Loss's weight buffer
         return fn
+    if loss.class_weights is not None:
+        raise ConfigError(f"loss.class_weights: the built-in losses only; your loss '{short(loss.name)}' gets "
+                          "class_counts (the training images of each class) and can weigh classes itself")
     label = f"loss.name: '{short(loss.name)}'"
     if not callable(fn):
         raise ConfigError(f"{label} built a {type(fn).__name__}, which cannot be called as loss(logits, targets)")

@@ -63,6 +63,10 @@ class NumpyEngine:
             "train.compile": t.compile,
             "train.tta": t.tta != "none",
             "loss.l2": bool(cfg.loss.l2),
+            "loss.class_weights": cfg.loss.class_weights is not None,
+            "train.freeze": t.freeze is not None,
+            "optim.lr_mult": bool(cfg.optim.lr_mult),
+            "optim.layer_decay": cfg.optim.layer_decay is not None,
             "augment": mixes_labels(cfg.augment) is not None,
         }
         for key, bad in unsupported.items():

@@ -23,6 +23,7 @@ from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
 from cnnlab.plots.samples import write_samples
 from cnnlab.reopen import open_run
 from cnnlab.rundir import Run
+from cnnlab.training.heldout import write_heldout
 from cnnlab.training.logged import metric_mode
 from cnnlab.training.progress import Reporter
 from cnnlab.training.session import Session, build_session
@@ -70,6 +71,8 @@ def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, p
     if any(manifest.values()):
         run.write_code(manifest, record.copies(manifest))
     run.write_data_info({**session.data_info(), "class_counts": counts})  # the report shows them without the data
+    if session.init_report is not None:
+        run.write_init_from(session.init_report)
     reporter = _reporter(session, quiet, progress)
     reporter.message(_banner(session, run, counts))
     if main:
@@ -91,7 +94,10 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = 
         # Continue on the data path the run started on (memory may differ now): the loaders draw differently.
         data = data.model_copy(update={"in_memory": stored["in_memory"]})
     # The same classes and split sizes, or the replayed batches would not be the run's.
-    session = build_session(cfg, opened.bundle(sizes=True, data=data), callbacks=callbacks or [])
+    # model.init_from only for a run that never saved last.pt: otherwise its own weights replace them.
+    session = build_session(cfg, opened.bundle(sizes=True, data=data), callbacks=callbacks or [],
+                            initial_weights=not run.has_checkpoint("last"))
+    session.init_report = run.init_from() or session.init_report
     world = session.world
     if not world.is_main:  # rank 0 checks the lock and writes; any number of processes may continue a run
         run = rundir.Follower(run.path)
@@ -160,8 +166,11 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
                 trainer.save_init()
             with stops:
                 trainer.fit()
+            write_heldout(session, run)  # after the last checkpoint: the run's numbers are already final
         except StopTraining as e:
             status, reason = e.status, e.reason
+            if status == "early_stopped":
+                write_heldout(session, run)
         except DivergedError as e:
             status, reason = "diverged", str(e)
             raise
@@ -217,7 +226,7 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         "val_top5": best_row.get("val_top5"),
         "test_top5": best_row.get("test_top5"),
         "best_epoch": state.best_epoch,
-        "selected_by": "val_acc" if "val" in session.eval_loaders else "last epoch",
+        "selected_by": session.cfg.train.select or ("val_acc" if "val" in session.eval_loaders else "last epoch"),
         "epochs": state.epoch,
         "epochs_planned": session.cfg.train.epochs,
         "params": session.engine.param_count(),
@@ -231,6 +240,8 @@ def make_summary(session: Session, state: TrainState, status: str, reason: str |
         **_best_errors(bests := _bests(history)),
         "best": bests,
         "data": {"sizes": session.bundle.info()["sizes"], "classes": session.bundle.num_classes},
+        "init_from": None if session.init_report is None else
+        {k: session.init_report[k] for k in ("source", "sha256", "loaded")} | {"skipped": len(session.init_report["skipped"])},
     }
     summary.update(env)
     return summary
@@ -253,7 +264,7 @@ def _best_errors(bests: dict[str, dict[str, float]]) -> dict[str, Any]:
 def _bests(history: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Best value of every loss/accuracy metric over the epochs, and the epoch it came in."""
     out = {}
-    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5", "_l2"))]
+    keys = [k for k in (history[0] if history else {}) if k.endswith(("_loss", "_acc", "_top5", "_ece", "_f1", "_l2"))]
     for k in keys:
         pick = max if metric_mode(k) == "max" else min
         row = pick(history, key=lambda m, k=k: m[k])

@@ -30,6 +30,7 @@ from cnnlab.training.data_parallel import wrap
 from cnnlab.training.engine import StepResult
 from cnnlab.training.losses import build_penalty
 from cnnlab.training.optim import OPTIMIZERS
+from cnnlab.training.param_groups import param_groups
 from cnnlab.training.tta import with_tta
 
 
@@ -44,7 +45,8 @@ class TorchEngine:
         t = cfg.train
         _check_compiler(cfg, device)
         self.model, self.loss_fn, self.autocast, self.device = model, loss_fn, autocast, device
-        self.optimizer = OPTIMIZERS.build(cfg.optim, params=model.parameters(), lr=cfg.optim.lr)
+        self.optimizer = OPTIMIZERS.build(cfg.optim, params=param_groups(model, cfg.optim), lr=cfg.optim.lr)
+        self.hold_eval: list[nn.Module] = []  # layers kept in eval mode while training (train.freeze's BatchNorms)
         # fp16 needs loss scaling so small gradients do not flush to zero; bf16 has fp32's range.
         self.scaler = torch.amp.GradScaler(device.type) if amp_dtype(t.amp, device) == torch.float16 else None
         self.penalty = build_penalty(cfg.loss, model)
@@ -91,7 +93,7 @@ class TorchEngine:
 
     def set_lr(self, lr: float, momentum: float | None = None) -> None:
         for group in self.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_mult", 1.0)  # optim.lr_mult / layer_decay (param_groups.py)
             if momentum is not None:
                 if "betas" in group:
                     group["betas"] = (momentum, group["betas"][1])
@@ -100,6 +102,8 @@ class TorchEngine:
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor) -> StepResult:
         self.model.train()
+        for m in self.hold_eval:
+            m.eval()
         with self.autocast():
             logits = self.step_model(x)
             loss = self.loss_fn(logits, y)

@@ -39,7 +39,8 @@ from cnnlab.rundir import Run
 from cnnlab.training.bookkeeping import DivergenceGuard, EpochSums, PlateauWindow
 from cnnlab.training.engine import Engine, StepResult
 from cnnlab.training.hooks import Hooks
-from cnnlab.training.metrics import evaluate
+from cnnlab.training.logged import metric_mode
+from cnnlab.training.metrics import balanced_metrics, evaluate
 from cnnlab.training.progress import Reporter
 from cnnlab.training.schedule import Schedule
 
@@ -84,6 +85,7 @@ class Trainer:
         checkpoint_every: int | None = None,
         diverge_factor: float | None = None,
         stop_requested: Callable[[], int | None] = lambda: None,
+        select: str | None = None,
     ):
         self.engine, self.schedule, self.loss_fn = engine, schedule, loss_fn
         self.train_loader, self.eval_loaders = train_loader, eval_loaders
@@ -96,7 +98,9 @@ class Trainer:
         self._partial: dict[str, Any] | None = None  # the epoch in progress, as a checkpoint keeps it
         self._pending: list[tuple[float, torch.Tensor]] = []  # (lr, loss) of steps whose loss is still on the device
         self.guard = DivergenceGuard(diverge_factor)
-        self.select = "val_acc" if "val" in eval_loaders else None  # None: the last epoch is best
+        # train.select (val_acc by default; None: the last epoch is best), compared in its own direction.
+        self.select = select if select is not None else "val_acc" if "val" in eval_loaders else None
+        self.sign = 1.0 if self.select is None or metric_mode(self.select) == "max" else -1.0
         self.device = train_loader.device
         # A host sync per step is free on CPU; on a GPU check for NaN every few steps instead.
         self.check_every = 1 if self.device.type == "cpu" else 25
@@ -187,6 +191,8 @@ class Trainer:
                     metrics[f"{name}_loss"], metrics[f"{name}_acc"] = ev.loss, ev.acc
                     if ev.top5 is not None:
                         metrics[f"{name}_top5"] = ev.top5
+                    metrics[f"{name}_balanced_acc"], metrics[f"{name}_macro_f1"] = balanced_metrics(ev.confusion)
+                    metrics[f"{name}_ece"] = ev.ece  # calibration: study tables can rank by it
                 metrics["seconds"] = time.perf_counter() - start + (partial["seconds"] if partial else 0.0)
                 self.schedule.after_epoch(metrics)
                 stop = None
@@ -211,7 +217,7 @@ class Trainer:
         epoch_rng = self.generator.get_state()
         lr = self.schedule.lr if partial is None else partial["lr"]
         done = 0 if partial is None else int(partial["step"])
-        sums = EpochSums.start(self.device, partial["sums"] if partial else None)
+        sums = EpochSums.start(self.device, self.num_classes, partial["sums"] if partial else None)
         every = self.schedule.every
         window = PlateauWindow(every, self.device, (partial or {}).get("sums", {}).get("window", 0.0)) if every else None
         self.reporter.start_epoch(epoch, done)
@@ -303,7 +309,7 @@ class Trainer:
         s.history.append(metrics)
         if stop is not None:
             s.stop = [stop.status, stop.reason]
-        value = metrics[self.select] if self.select else float(epoch)
+        value = self.sign * metrics[self.select] if self.select else float(epoch)
         if s.best_value is None or value > s.best_value:
             s.best_value, s.best_epoch = value, epoch
             self.save_best(epoch, metrics)

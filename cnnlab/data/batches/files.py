@@ -31,6 +31,7 @@ from cnnlab import distributed
 from cnnlab.data.augment import Pipeline, build_pipeline
 from cnnlab.data.batches.memory import Normalise, default_workers
 from cnnlab.data.batches.options import LoaderOptions
+from cnnlab.data.batches.order import epoch_order
 from cnnlab.data.read.decode import decode_one
 from cnnlab.data.read.tree import FileTree
 from cnnlab.data.types import FileSplit
@@ -116,6 +117,7 @@ class FileLoader:
         self.global_labels: list[torch.Tensor] = []  # distributed runs: each planned batch's labels
         self.input_shape, self._empty_tail = tuple(pipeline.input_shape), False
         self.generator = generator
+        self.sampler = options.sampler
         self.labelled = split.y is not None
         self.dataset = ImageFiles(split, pipeline, train, options.scale)
         self.batch_op = pipeline.v2_batch() if train else None
@@ -139,7 +141,8 @@ class FileLoader:
         n = len(self.dataset)
         if self.train:
             g = self.generator
-            order = torch.randperm(n, generator=g, device=g.device).cpu()  # type: ignore[union-attr]
+            labels = torch.as_tensor(self.dataset.labels) if self.dataset.labels is not None else None
+            order = epoch_order(n, labels, g, self.sampler).cpu()
         else:
             order = torch.arange(n)
         if self.seeded:

@@ -25,6 +25,7 @@ import torch
 from cnnlab import distributed
 from cnnlab.data.augment import Augmentation, Batch, Rng
 from cnnlab.data.batches.options import LoaderOptions
+from cnnlab.data.batches.order import epoch_order
 from cnnlab.data.types import Split
 
 
@@ -97,6 +98,7 @@ class BatchLoader:
         self.shuffle = shuffle
         self.augment = augment or []
         self.generator = generator
+        self.sampler = options.sampler
         self.scale = options.scale
         self.normalise = Normalise(options.mean, options.std, device, options.channels_last)
 
@@ -111,7 +113,7 @@ class BatchLoader:
         n = len(self.x)
         order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.x.device)
+            order = epoch_order(n, self.y, self.generator, self.sampler).to(self.x.device)
         # Deterministic ops (resize, center_crop) draw nothing, so they leave the generator as it was.
         random = any(not op.always for op in self.augment)
         rng = epoch_rng(self.generator) if random else epoch_rng(None)

@@ -19,9 +19,10 @@ class LoaderOptions:
     channels_last: bool = False  # NHWC batches, for a model that runs in that memory format
     workers: int | None = None  # file-backed data: decoding processes (None: one per CPU core)
     world: World = SINGLE  # a distributed run: this process takes its rows of every batch
+    sampler: str = "shuffle"  # training batches: shuffle, or balanced (every class equally often; order.py)
 
     def unnormalised(self) -> LoaderOptions:
         """The same, scaled to [0, 1] but not normalised (what an exported model takes)."""
         c = len(self.mean)
         return LoaderOptions(self.device, self.scale, [0.0] * c, [1.0] * c, self.channels_last, self.workers,
-                             self.world)
+                             self.world, self.sampler)

@@ -2,6 +2,7 @@
 
 from cnnlab.data.read import (  # noqa: F401
     cifar,
+    csv_images,
     csv_pixels,
     idx,
     image_folder,
