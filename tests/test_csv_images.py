@@ -123,3 +123,16 @@ def test_an_unreadable_image_names_its_row_or_is_skipped(kaggle, tmp_path, capsy
     assert "line 22: train/broken.jpg cannot be decoded as an image" in capsys.readouterr().err
     assert main(["data", "inspect", str(cfg), "data.skip_corrupt=true"]) == 0
     assert "skipped 1 unreadable image(s)" in capsys.readouterr().out
+
+
+def test_the_audit_reads_a_csv_of_paths_from_the_images_folder(kaggle, tmp_path, capsys):
+    import shutil
+
+    root, train, _ = kaggle
+    shutil.copy(root / train[3][0], root / "train" / "copy.jpg")
+    _write_csv(root / "dup.csv", ["path", "label"], [*train[:30], ("train/copy.jpg", train[3][1])])
+    cfg = write_config(tmp_path / "c.yaml", {"format": "csv_images", "path": str(root / "dup.csv")}, model={"name": "cnn"})
+    assert main(["data", "audit", str(cfg), "--out", str(tmp_path / "audit")]) == 0
+    found = json.loads((tmp_path / "audit" / "audit.json").read_text())
+    groups = [g for g in found["groups"] if g["kind"] == "exact"]
+    assert len(groups) == 1 and sorted(m["index"] for m in groups[0]["members"]) == [3, 30]

@@ -96,7 +96,8 @@ def _files(data: DataConfig, lister: Any) -> DatasetImages:
         options["skip_corrupt"] = True  # the audit names bad files instead of stopping at the first
     cache = None if not data.cache else Path(data.cache_dir) if data.cache_dir else default_cache_dir()
     listing = lister(path, cache_dir=cache, **options)
-    tree = FileTree(path)
+    # The files' root: data.path for an image folder, the images' folder for a CSV of paths (csv_images).
+    tree = FileTree(Path(next(iter(listing.splits.values())).source))
     listed = {f for s in listing.splits.values() for f in s.files}
     unread = [f for f in tree.files if is_image(f) and f not in listed]
     return _assemble(data, dict(listing.splits), listing.classes, list(listing.notes), files=True,
