@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data postgres chromium train test lint
+.PHONY: setup data postgres chromium train test test-all lint
 
 # The virtual environment, rebuilt when the package metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -54,8 +54,13 @@ train: setup data
 
 # One pytest-xdist worker per core (each with one torch thread: tests/conftest.py): on the 2-core
 # CI machine the suite takes about half the serial time. PYTEST_WORKERS=0 runs it serially.
+# `make test` leaves out the tests marked heavy (the costliest variants of paths lighter tests cover, to keep
+# CI under its 20 minutes); `make test-all` runs every test.
 PYTEST_WORKERS ?= auto
 test: setup data postgres chromium
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not heavy"
+
+test-all: setup data postgres chromium
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup

@@ -59,7 +59,8 @@ def uninterrupted(tmp_path_factory) -> Path:
     return next((tmp / "a" / "runs").iterdir())
 
 
-@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143),  # SIGINT takes the same path: `make test-all`
+                                       pytest.param(signal.SIGINT, 130, marks=pytest.mark.heavy)])
 def test_a_signal_mid_epoch_saves_the_step_and_resume_replays_the_rest(sig, code, uninterrupted, tmp_path):
     cfg = config(tmp_path, "b", checkpoint_every=10)
     proc = start(cfg)

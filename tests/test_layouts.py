@@ -18,7 +18,8 @@ import pytest
 from conftest import MNIST, ROOT
 from layout_probe import FAMILIES
 
-LAYOUTS = ["auto", "nchw"]
+# NCHW everywhere is heavy (`make test-all`): auto already trains every family, NCHW where it must.
+LAYOUTS = ["auto", pytest.param("nchw", marks=pytest.mark.heavy)]
 
 
 @pytest.mark.slow

@@ -58,7 +58,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("preset", sorted(CASES))
+# The two costliest write-ups as written (a 224 px AlexNet, a 224 px ResNet-18) are heavy: `make
+# test-all` runs them; every preset is also resolved without torch in tests/test_architecture.py.
+HEAVY = {"faces_alexnet_as_written.yaml", "fashion_mnist_npy_resnet_as_written.yaml"}
+
+
+@pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.heavy) if p in HEAVY else p for p in sorted(CASES)])
 def test_preset_runs_end_to_end(preset, standin, cifar_zip_small, tmp_path):
     key, extra = CASES[preset]
     path = cifar_zip_small if key == "cifar" else standin[key]

@@ -137,6 +137,7 @@ def test_cnn_configs_and_clipping_run_on_the_engine(mnist_small, tmp_path):
     assert result.summary["status"] == "completed" and result.summary["test_acc"] > 0.5
 
 
+@pytest.mark.heavy  # `make test-all`: the engine trains, resumes and evaluates in the tests above
 def test_grid_search_over_lr_dropout_epochs_and_batch_size_runs_on_the_engine(tmp_path, mnist_small):
     """The NumPy engine through `cnnlab study`: the example grid file, on an MNIST slice."""
     import yaml

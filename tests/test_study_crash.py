@@ -72,6 +72,7 @@ def start(path: Path, workers: int) -> tuple[subprocess.Popen, list[str]]:
     return proc, lines
 
 
+@pytest.mark.heavy  # `make test-all`: test_faults and the Ctrl-C test below cover a killed study in CI
 def test_kill9_ten_times_then_finish_equals_an_uninterrupted_study(tmp_path, mnist_small, capsys):
     reference = make_study(tmp_path / "reference", mnist_small)
     assert main(["study", str(reference)]) == 0
