@@ -11,7 +11,7 @@ from cnnlab.device import autocast
 from cnnlab.plots.confusion import plot_confusion
 from cnnlab.plots.reliability import plot_reliability
 from cnnlab.reopen import open_run
-from cnnlab.training.metrics import evaluate
+from cnnlab.training.metrics import BINS, evaluate
 from cnnlab.training.tta import with_tta
 
 
@@ -38,7 +38,7 @@ def evaluate_run(run_dir: Path, split: str | None = None, which: Literal["best",
     report = {
         "split": split, "checkpoint": which, "epoch": epoch, "samples": len(data),
         "loss": ev.loss, "acc": ev.acc, "top5": ev.top5,
-        "ece": ev.ece, "nll": ev.nll, "brier": ev.brier, "temperature": t, "ece_bins": 15, "ece_binning": "equal-width",
+        "ece": ev.ece, "nll": ev.nll, "brier": ev.brier, "temperature": t, "ece_bins": BINS, "ece_binning": "equal-width",
         "uncalibrated": None if raw is None else {"loss": raw.loss, "ece": raw.ece, "nll": raw.nll, "brier": raw.brier},
         "per_class_acc": dict(zip(info["classes"], ev.per_class_acc)),
         "confusion": ev.confusion.tolist(), "figure": str(png),

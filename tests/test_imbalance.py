@@ -154,6 +154,11 @@ def test_select_names_a_logged_metric_or_is_refused(imbalanced, tmp_path, capsys
     assert main(["train", str(cfg)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "train.select: 'val_macro_f2' is not logged" in err[0] and "val_macro_f1" in err[0]
+    for override, message in [("loss.class_weights=[1, 2]", "loss.class_weights: give 10 weights"),
+                              ("data.sampler=balance", "data.sampler")]:
+        assert main(["train", str(cfg), override, "train.select=null"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
     assert not (tmp_path / "runs").exists()
 
 

@@ -180,9 +180,7 @@ def list_csv_images(
 
     if estimate:
         return build()
-    key = {"format": "csv_images", "csv": _fingerprint(path), "tree": tree.fingerprint(), "size": size,
-           "channels": channels, "skip_corrupt": skip_corrupt, "columns": [path_column, label_column, split_column],
-           "version": 1}
+    key = _cache_key(path, tree, size, channels, skip_corrupt, [path_column, label_column, split_column])
     return cached_listing(cache_dir, key, build)
 
 
@@ -201,9 +199,7 @@ def load_csv_images(
     """data.path: a CSV of image paths and labels (columns `path`, `label`, optional split column); paths relative to `images` (a folder or .zip; default: the CSV's folder); decoded once, cached."""
     tree = FileTree(images_root(path, images))
     size = _size(image_size)
-    key = {"format": "csv_images", "csv": _fingerprint(path), "tree": tree.fingerprint(), "size": size,
-           "channels": channels, "skip_corrupt": skip_corrupt, "columns": [path_column, label_column, split_column],
-           "version": 1}
+    key = _cache_key(path, tree, size, channels, skip_corrupt, [path_column, label_column, split_column])
 
     def read() -> RawDataset:
         classes, values, files, labels, lines = _scan(path, tree, path_column, label_column, split_column)
@@ -229,6 +225,13 @@ def load_csv_images(
 def _unreadable(csv_path: Path, lines: dict[str, int], file: str) -> str:
     return (f"{csv_path}: line {lines.get(file, '?')}: {file} cannot be decoded as an image; replace it or delete "
             "the row, or set data.skip_corrupt: true")
+
+
+def _cache_key(path: Path, tree: FileTree, size: tuple[int, int] | None, channels: str | int, skip_corrupt: bool,
+               columns: list[str | None]) -> dict:
+    """What the cached listing and the cached decoded images depend on: the CSV, the image files, the options."""
+    return {"format": "csv_images", "csv": _fingerprint(path), "tree": tree.fingerprint(), "size": size,
+            "channels": channels, "skip_corrupt": skip_corrupt, "columns": columns, "version": 1}
 
 
 def _fingerprint(path: Path) -> list:
