@@ -70,6 +70,16 @@ PLANS: dict[str, tuple[str, list[str], str, int, str]] = {
                                      "1 epoch on 900 images"),
     "tiny_imagenet_resnet_as_written": ("tiny", ["data.limit_train=900", "train.epochs=1"], "timing", 90000,
                                         "1 epoch on 900 images"),
+    # Fine-tuning presets: the cost of an epoch. The weights are a random-init resnet18 in timm's file layout
+    # (this machine cannot download the real ones): the same tensors to load and train, so the same cost; the
+    # accuracy they reach says nothing about pretrained weights and is not reported as such.
+    "faces_finetune": ("faces", ["data.limit_train=640", "train.epochs=1", "model.pretrained=<weights>"], "timing",
+                       45000, "1 epoch on 640 images at 224 px, the head alone (frozen backbone)"),
+    "faces_finetune+unfrozen": ("faces", ["data.limit_train=640", "train.epochs=1", "train.freeze=null",
+                                          "model.pretrained=<weights>"], "timing", 45000,
+                                "1 epoch on 640 images at 224 px, every layer training (epochs 2 on)"),
+    "kaggle_finetune": ("kaggle", ["data.limit_train=5000", "train.epochs=2", "model.pretrained=<weights>"], "timing",
+                        50000, "2 epochs on 5,000 images at 28 px: the head alone, then every layer"),
 }
 
 INPUT = {"mat": (1, 28, 28), "kaggle": (1, 28, 28), "cifar": (3, 32, 32), "faces": (3, 128, 128),
@@ -78,7 +88,22 @@ INPUT = {"mat": (1, 28, 28), "kaggle": (1, 28, 28), "cifar": (3, 32, 32), "faces
 AS_WRITTEN_INPUT = {"fashion_mnist_npy_resnet_as_written": ((1, 224, 224), 10),
                     "faces_alexnet_as_written": ((3, 224, 224), 500),
                     "tiny_imagenet_cnn_as_written": ((3, 64, 64), 200),
-                    "tiny_imagenet_resnet_as_written": ((3, 64, 64), 200)}
+                    "tiny_imagenet_resnet_as_written": ((3, 64, 64), 200),
+                    "faces_finetune": ((3, 224, 224), 500), "kaggle_finetune": ((1, 28, 28), 10)}
+
+
+def random_weights(base: Path) -> Path:
+    """timm's resnet18 at random init, saved as the hub's model.safetensors is (the fine-tuning presets' stand-in)."""
+    path = base / "resnet18-random.safetensors"
+    if not path.exists():
+        import timm
+        import torch
+        from safetensors.torch import save_file
+
+        torch.manual_seed(0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file(timm.create_model("resnet18", num_classes=1000).state_dict(), str(path))
+    return path
 
 
 def build_standins(base: Path) -> dict[str, Path]:
@@ -171,6 +196,7 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
     for name in args.only or PLANS:
         key, overrides, kind, full_train, budget = PLANS[name]
+        overrides = [o.replace("<weights>", str(random_weights(args.standins))) for o in overrides]
         preset = name.split("+")[0]
         entry = {"kind": kind, "budget": budget,
                  "command": f"cnnlab train configs/{preset}.yaml data.path=<{key} stand-in> " + " ".join(

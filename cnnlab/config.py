@@ -49,12 +49,20 @@ class DataConfig(_Open):
     """Use N test images."""
     limit_mode: Literal["stratified", "first"] = "stratified"
     """How limit_* pick their N: a seeded subset with the split's class proportions (every class present when N allows), or the first N in file order (runs made before this key existed)."""
+    train_per_class: int | None = Field(None, gt=0)
+    """Train on N images of every class (learning curves): each class's training images in a seeded order, the first N taken, so for one seed a smaller N's images are among a larger N's; drawn after the validation (or fold) split, which stays the same for every N."""
+    train_fraction: float | None = Field(None, gt=0.0, le=1.0)
+    """Train on this fraction of every class's training images (rounded, at least one), drawn as train_per_class draws: a smaller fraction's images are among a larger one's for the same seed."""
     test_fraction: float | None = Field(None, gt=0.0, lt=1.0)
     """A stratified, seeded test split carved from train, for datasets without a labelled test split (Tiny ImageNet's test/ is unlabelled); taken before limit_train and val_fraction."""
     shuffle: bool = False
     """Shuffle all labelled data (seeded) before a fixed split point (the format's test_from): the MNIST write-up shuffles all 70,000 images of mnist-original.mat, then takes 600 / 1,000."""
     normalize: bool = True
     """Normalise inputs by the training split's per-channel mean and std (stored in the run for predict and export)."""
+    mean: list[float] | None = None
+    """Fixed per-channel means (0-1 scale) to normalise with instead of the training split's, e.g. ImageNet's [0.485, 0.456, 0.406]; a pretrained timm/torchvision model fills it (and std) from its weights unless set. Three values for one-channel images are averaged."""
+    std: list[float] | None = None
+    """Fixed per-channel standard deviations (0-1 scale), with mean."""
     cache: bool = True
     """Keep decoded images (and file listings) in a cache, so the next run skips decoding."""
     cache_dir: str | None = None
@@ -154,7 +162,7 @@ class FreezeConfig(_Strict):
     epochs: int = Field(1, ge=1)
     """Epochs trained with the frozen part held fixed; every parameter trains after them."""
     until: str = "head"
-    """What trains while frozen: head (the last linear layer), or the name of the first layer that trains (e.g. layer4): every parameter before it is frozen."""
+    """What trains while frozen: head (the last linear layer), the name of the first layer that trains (e.g. layer4): every parameter before it is frozen, or stageN for a timm model: its feature_info stages 0..N frozen (stage1 of a ResNet: the stem and layer1), the rest trains."""
 
 
 class TrainConfig(_Strict):

@@ -124,6 +124,9 @@ def _validate_registered(cfg: Config) -> Config:
 
     cfg.augment = resolve_ops(normalize_augment(cfg.augment))  # nested op lists too, with the same "did you mean" errors
     cfg.callbacks = resolve_callbacks(cfg.callbacks)
+    from cnnlab.models.pretrained import fill_inputs
+
+    fill_inputs(cfg)  # pretrained weights: their input size and statistics, unless the config sets them
     for name, key in (("early_stop", "train.early_stop"), ("tensorboard", "train.tensorboard")):
         if name in [c["name"] for c in cfg.callbacks] and getattr(cfg.train, key.split(".")[1]):
             raise ConfigError(f"callbacks: {name} is also set by {key}; keep one of them")

@@ -99,7 +99,14 @@ from cnnlab.resolve import load_config
 from cnnlab.studies.spec import load_study
 from cnnlab.studies.plan import build_plan
 for f in sorted(glob.glob('configs/*.yaml')):
-    load_config(f)
+    if 'finetune' not in f:  # pretrained weights: their metadata is read from timm (torch) once the checks pass
+        load_config(f)
+    else:  # ... so a typo there is still answered before torch
+        try:
+            load_config(f, ['model.pretraind=x'])
+            print('TYPO ACCEPTED', f)
+        except Exception as e:
+            assert 'pretraind' in str(e), e
 for f in sorted(glob.glob('configs/studies/*.yaml')):
     build_plan(load_study(f))
 heavy = [m for m in ('torch', 'torchvision', 'sklearn', 'scipy.stats', 'matplotlib') if m in sys.modules]
@@ -107,7 +114,7 @@ print('HEAVY', heavy)
 """
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert "HEAVY []" in p.stdout
+    assert "HEAVY []" in p.stdout and "TYPO ACCEPTED" not in p.stdout
 
 
 RUN_FILES = ("config.yaml", "data.json", "metrics.jsonl", "summary.json", "curves.png", "traceback.txt",

@@ -33,6 +33,19 @@ def standin(tmp_path_factory):
     }
 
 
+@pytest.fixture(scope="module")
+def resnet18_file(tmp_path_factory):
+    """timm's resnet18 with 1,000-class weights in a .safetensors file, as the hub holds it."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("weights") / "model.safetensors"
+    save_file(timm.create_model("resnet18", num_classes=1000).state_dict(), str(path))
+    return path
+
+
 def test_every_preset_is_covered():
     presets = {p.name for p in (ROOT / "configs").glob("*.yaml")}
     assert presets == set(CASES) | {"fashion_mnist_cnn.yaml"}  # the main job is tested in test_cli / make train
@@ -55,17 +68,24 @@ CASES = {
     "tiny_imagenet_resnet_as_written.yaml": ("tiny", ["data.limit_train=40"]),
     "mnist_lenet_as_written.yaml": ("mat", ["data.limit_train=600"]),  # the preset's own 600 / 1,000, 2 epochs
     "cifar10_small_vgg_as_written.yaml": ("cifar", ["data.format=image_folder"]),
+    # Fine-tuning from timm's resnet18: the weights are a local file here (offline), as a user without a
+    # network gives them; the faces at 64 px instead of 224 to keep the test to seconds.
+    "faces_finetune.yaml": ("faces", ["data.image_size=64"]),
+    "kaggle_finetune.yaml": ("kaggle", []),
 }
+FINETUNE = {"faces_finetune.yaml", "kaggle_finetune.yaml"}
 
 
 # The two costliest write-ups as written (a 224 px AlexNet, a 224 px ResNet-18) are heavy: `make
 # test-all` runs them; every preset is also resolved without torch in tests/test_architecture.py.
-HEAVY = {"faces_alexnet_as_written.yaml", "fashion_mnist_npy_resnet_as_written.yaml"}
+HEAVY = {"faces_alexnet_as_written.yaml", "fashion_mnist_npy_resnet_as_written.yaml", "faces_finetune.yaml"}
 
 
 @pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.heavy) if p in HEAVY else p for p in sorted(CASES)])
-def test_preset_runs_end_to_end(preset, standin, cifar_zip_small, tmp_path):
+def test_preset_runs_end_to_end(preset, standin, cifar_zip_small, resnet18_file, tmp_path):
     key, extra = CASES[preset]
+    if preset in FINETUNE:
+        extra = [*extra, f"model.pretrained={resnet18_file}"]
     path = cifar_zip_small if key == "cifar" else standin[key]
     cfg = load_config(ROOT / "configs" / preset,
                       [f"data.path={path}", f"train.out_dir={tmp_path}", *QUICK, *extra])

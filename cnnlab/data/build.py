@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlab.config import DataConfig
+from cnnlab.data import memo
 from cnnlab.data.exclude import apply_exclude
 from cnnlab.data.read.cache import default_cache_dir
 from cnnlab.data.read.catalog import FORMATS
@@ -20,7 +21,7 @@ from cnnlab.data.read.listing import (
     sample_stats,
 )
 from cnnlab.data.read.user import read_user_format
-from cnnlab.data.split import kfold_split, stratified_split, stratified_subset
+from cnnlab.data.split import kfold_split, nested_subset, stratified_split, stratified_subset
 from cnnlab.data.stats import channel_stats, value_scale
 from cnnlab.data.types import AnySplit, DataBundle, RawDataset, Split
 from cnnlab.errors import ConfigError, DataError
@@ -48,7 +49,12 @@ def read_raw(data: DataConfig, seed: int = 0) -> RawDataset:
 
 def build_data(data: DataConfig, seed: int, device: torch.device | None = None) -> DataBundle:
     """Read the dataset (decoded in memory, or listed for file-backed loading: data.in_memory),
-    apply limit_train and the validation split, compute normalisation statistics."""
+    apply limit_train and the validation split, compute normalisation statistics. Inside
+    memo.shared() (a study worker's runs) a bundle built before for the same data is reused."""
+    return memo.recall(data, seed, device, lambda: _build_data(data, seed, device))
+
+
+def _build_data(data: DataConfig, seed: int, device: torch.device | None) -> DataBundle:
     lister = FORMATS.get(data.format).attrs.get("lister")  # image files can be read per batch instead
     if lister is None or data.in_memory is True:
         if data.in_memory is False:
@@ -74,14 +80,17 @@ def _in_memory(data: DataConfig, seed: int) -> DataBundle:
     train, test, test_notes = _test_split(data, seed, raw.train, raw.test)
     train, val, val_source, val_index = _splits(data, seed, train, raw.val)
     scale = value_scale(train.x)
-    if data.normalize:
+    fixed, fixed_notes = fixed_stats(data, train.x.shape[1])
+    if fixed is not None:
+        mean, std = fixed
+    elif data.normalize:
         mean, std = channel_stats(train.x, scale)
     else:
         mean, std = [0.0] * train.x.shape[1], [1.0] * train.x.shape[1]
     return DataBundle(
         train=train, val=val, test=limit(test, data.limit_test, "limit_test", data, seed), classes=raw.classes, label_values=raw.label_values,
         mean=mean, std=std, scale=scale, format=data.format, path=_where(data),
-        val_source=val_source, notes=[*raw.notes, *test_notes], val_index=val_index,
+        val_source=val_source, notes=[*raw.notes, *test_notes, *fixed_notes], val_index=val_index,
     )
 
 
@@ -102,7 +111,11 @@ def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundl
     train, val, val_source, val_index = _splits(data, seed, train, kept.get("val"))
     c = train.shape[0]
     notes = [*listing.notes, *exclude_notes, *test_notes, "file-backed: images are decoded from their files for every batch"]
-    if data.normalize:
+    fixed, fixed_notes = fixed_stats(data, c)
+    notes += fixed_notes
+    if fixed is not None:
+        mean, std = fixed
+    elif data.normalize:
         mean, std = sample_stats(train, seed)
         notes.append(f"normalisation statistics from {min(STATS_SAMPLE, len(train))} sampled training images")
     else:
@@ -115,8 +128,47 @@ def _file_backed(data: DataConfig, seed: int, listing: FileListing) -> DataBundl
     )
 
 
+def fixed_stats(data: DataConfig, channels: int) -> tuple[tuple[list[float], list[float]] | None, list[str]]:
+    """data.mean/std when the config (or a pretrained model's weights) fixes them; three values
+    for one-channel images are averaged, as the weights' first conv sees a grey image."""
+    if data.mean is None and data.std is None:
+        return None, []
+    if data.mean is None or data.std is None:
+        raise ConfigError(f"data.{'std' if data.mean is None else 'mean'}: set with data.{'mean' if data.mean is None else 'std'}; give both, one value per channel")
+    mean, std, notes = list(data.mean), list(data.std), []
+    if channels == 1 and len(mean) == 3 and len(std) == 3:
+        mean, std = [sum(mean) / 3], [sum(std) / 3]
+        notes.append("data.mean/std: three values averaged for one-channel images")
+    for key, values in (("mean", mean), ("std", std)):
+        if len(values) != channels:
+            raise ConfigError(f"data.{key}: {len(values)} values for {channels}-channel images; give one per channel")
+    if any(v <= 0 for v in std):
+        raise ConfigError("data.std: every value must be above 0")
+    return (mean, std), notes
+
+
 def _splits(data: DataConfig, seed: int, train: AnySplit,
             val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str, np.ndarray | None]:
+    """The validation split carved (_carve), then train_per_class / train_fraction drawn from what is
+    left: every size of a learning curve is measured on the same validation images."""
+    train, val, val_source, val_index = _carve(data, seed, train, val)
+    return nested(train, data, seed), val, val_source, val_index
+
+
+def nested(train: AnySplit, data: DataConfig, seed: int) -> AnySplit:
+    """data.train_per_class or data.train_fraction: the nested, seeded per-class subset (split.nested_subset)."""
+    if data.train_per_class is None and data.train_fraction is None:
+        return train
+    if data.train_per_class is not None and data.train_fraction is not None:
+        raise ConfigError("data.train_fraction: set either data.train_per_class or data.train_fraction, not both")
+    try:
+        return train.subset(nested_subset(train.y, data.train_per_class, data.train_fraction, seed))
+    except ValueError as e:
+        raise DataError(f"data.train_per_class: {e} (after the validation split); lower it") from None
+
+
+def _carve(data: DataConfig, seed: int, train: AnySplit,
+           val: AnySplit | None) -> tuple[AnySplit, AnySplit | None, str, np.ndarray | None]:
     """limit_train, then one fold of K (data.folds: cross-validation, in place of any other
     validation split) or a stratified validation split when the dataset has none. The last item:
     where each validation image sits in the training split before it was carved (None for a

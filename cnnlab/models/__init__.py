@@ -11,7 +11,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError, UserError
 from cnnlab.lazy import lazy
-from cnnlab.models import alexnet, cnn, lenet, resnet, small_vgg, tv, vgg  # noqa: F401  (registers the families)
+from cnnlab.models import alexnet, cnn, lenet, resnet, small_vgg, timm_zoo, tv, vgg  # noqa: F401  (registers the families)
 from cnnlab.models.registry import CONTEXT, MODELS
 from cnnlab.usercode.blame import add_code_of, blame
 from cnnlab.usercode.imports import short

@@ -3,6 +3,8 @@ training, so `cnnlab model summary` can say it too."""
 
 from __future__ import annotations
 
+import re
+
 from cnnlab.errors import ConfigError
 from cnnlab.lazy import lazy
 
@@ -13,6 +15,9 @@ def frozen_names(model: nn.Module, until: str) -> list[str]:
     """The parameters frozen: all before the head's (the last Linear layer), or before the first
     parameter whose name starts with `until`."""
     names = [n for n, _ in model.named_parameters()]
+    stage = re.fullmatch(r"stage(\d+)", until)
+    if stage is not None:
+        return _through_stage(model, names, int(stage.group(1)))
     if until == "head":
         linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
         if not linear:
@@ -27,3 +32,24 @@ def frozen_names(model: nn.Module, until: str) -> list[str]:
     if first == 0:
         raise ConfigError(f"train.freeze.until: '{until}' is the first layer: nothing would be frozen")
     return names[:first]
+
+
+def _through_stage(model: nn.Module, names: list[str], n: int) -> list[str]:
+    """Parameters of timm feature_info stages 0..n (and everything before them in the network)."""
+    info = getattr(model, "feature_info", None)
+    if not isinstance(info, list) or not info:
+        raise ConfigError(f"train.freeze.until: stage{n} names a timm feature_info stage and this model has none; "
+                          "name the first layer to train instead")
+    if n >= len(info) - 1:
+        raise ConfigError(f"train.freeze.until: stage{n}: this model's stages are stage0..stage{len(info) - 1}, and "
+                          f"freezing through the last leaves only the head; use until: head")
+    last = info[n]["module"]
+    modules = [name for name, _ in model.named_modules()]
+    if last not in modules:
+        raise ConfigError(f"train.freeze.until: stage{n}'s module '{last}' is not in the model")
+    # Every parameter up to and including stage n's module, in the order the network holds them.
+    end = max((i for i, p in enumerate(names) if any(p.startswith(m + ".") for m in modules[: modules.index(last) + 1]
+                                                      if m)), default=-1)
+    if end < 0:
+        raise ConfigError(f"train.freeze.until: stage{n} holds no parameters; choose a later stage")
+    return names[: end + 1]

@@ -45,15 +45,16 @@ def source_file(source: str) -> Path:
     return path
 
 
-def read_weights(path: Path) -> dict[str, Any]:
-    """name -> tensor from any supported file, with wrapper prefixes dropped."""
+def read_weights(path: Path, key: str = "model.init_from") -> dict[str, Any]:
+    """name -> tensor from any supported file, with wrapper prefixes dropped (`key`: the config key
+    its errors name)."""
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
             try:
                 from safetensors.torch import load_file
             except ImportError:
-                raise ConfigError(f"model.init_from: {path}: reading .safetensors needs the safetensors package "
+                raise ConfigError(f"{key}: {path}: reading .safetensors needs the safetensors package "
                                   "(pip install safetensors)") from None
             weights = load_file(str(path))
         elif suffix == ".npz":
@@ -68,9 +69,9 @@ def read_weights(path: Path) -> dict[str, Any]:
     except (ConfigError, UserError):
         raise
     except Exception as e:  # torch and safetensors raise many types for damaged or foreign files
-        raise ConfigError(f"model.init_from: {path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+        raise ConfigError(f"{key}: {path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
     if not isinstance(weights, dict) or not weights:
-        raise ConfigError(f"model.init_from: {path}: holds no named tensors (a state dict) to start from")
+        raise ConfigError(f"{key}: {path}: holds no named tensors (a state dict) to start from")
     out = {}
     for name, value in weights.items():
         for prefix in PREFIXES:
@@ -86,26 +87,41 @@ def read_weights(path: Path) -> dict[str, Any]:
 def initialise(model: Any, source: str) -> dict[str, Any]:
     """Copy what fits from `source` into `model` (in place); the report of what happened."""
     path = source_file(source)
-    weights = read_weights(path)
+    return copy_matching(model, read_weights(path), path, str(source), "model.init_from")
+
+
+def copy_matching(model: Any, weights: dict[str, Any], path: Path, source: str, key: str) -> dict[str, Any]:
+    """Copy every tensor of `weights` whose name and shape match into `model`; the report."""
     own = model.state_dict()
     loaded = [k for k, v in own.items() if k in weights and tuple(weights[k].shape) == tuple(v.shape)]
-    skipped = [f"{k} {list(weights[k].shape)} -> {list(v.shape)}" for k, v in own.items()
-               if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
-    new = [k for k in own if k not in weights]
     if not loaded:
-        raise ConfigError(f"model.init_from: none of the {len(weights)} tensors in {path} fits this model by name and "
+        raise ConfigError(f"{key}: none of the {len(weights)} tensors in {path} fits this model by name and "
                           f"shape (it has e.g. {next(iter(weights))}, the model {next(iter(own))}); is it the same "
                           "architecture?")
     with torch.no_grad():
         for k in loaded:
             own[k].copy_(weights[k].to(own[k].dtype))
-    return {"source": str(source), "file": str(path.resolve()), "sha256": _sha256(path), "loaded": len(loaded),
-            "skipped": skipped, "new": new, "unused": sorted(set(weights) - set(own))}
+    skipped = [k for k, v in own.items() if k in weights and tuple(weights[k].shape) != tuple(v.shape)]
+    return file_report(path, source, loaded, [], [k for k in own if k not in loaded], sorted(set(weights) - set(own)),
+                       {k: (list(weights[k].shape), list(own[k].shape)) for k in skipped})
+
+
+def file_report(path: Path, source: str, loaded: list[str], adapted: list[str], new: list[str],
+                unused: list[str], shapes: dict[str, tuple[list[int], list[int]]] | None = None) -> dict[str, Any]:
+    """What a run's starting weights are: the file and its SHA-256, the tensors loaded, adapted
+    (copied after a change of shape, e.g. a first conv summed for grayscale input), skipped (a
+    shape that differs: the head) and left new."""
+    shapes = shapes or {}
+    return {"source": source, "file": str(path.resolve()), "sha256": _sha256(path), "loaded": len(loaded),
+            "adapted": adapted, "skipped": [f"{k} {a} -> {b}" for k, (a, b) in shapes.items()],
+            "new": [k for k in new if k not in shapes], "unused": unused}
 
 
 def describe(report: dict[str, Any]) -> str:
     """One line for the banner and the report."""
     parts = [f"{report['loaded']} tensors loaded"]
+    if report.get("adapted"):
+        parts.append(f"{len(report['adapted'])} adapted ({', '.join(report['adapted'][:3])})")
     if report["skipped"]:
         parts.append(f"{len(report['skipped'])} skipped, shape differs ({'; '.join(report['skipped'][:3])}"
                      f"{'; ...' if len(report['skipped']) > 3 else ''})")

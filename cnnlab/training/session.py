@@ -30,7 +30,7 @@ from cnnlab.device import Autocast, autocast, memory_format
 from cnnlab.device import setup as device_setup
 from cnnlab.distributed import SINGLE, World
 from cnnlab.errors import ConfigError
-from cnnlab.models import MODELS, build_model
+from cnnlab.models import MODELS, build_model, pretrained
 from cnnlab.models.init_from import describe as describe_init
 from cnnlab.models.init_from import initialise
 from cnnlab.rundir import Run
@@ -120,8 +120,14 @@ def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list
     model = build_model(cfg.model, pipeline.input_shape, bundle.num_classes)
     notes: list[str] = []
     init_report = None
+    choice = pretrained.choice_of(cfg.model)
+    if choice is not None:
+        notes.append(pretrained.describe_inputs(cfg, pipeline.input_shape))
+        if initial_weights:
+            init_report = pretrained.load(model, choice, bundle.image_shape[0], bundle.num_classes)
+            notes.append(describe_init(init_report))
     if cfg.model.init_from is not None and initial_weights:
-        init_report = initialise(model, cfg.model.init_from)
+        init_report = initialise(model, cfg.model.init_from)  # over any pretrained weights: the run's own start
         notes.append(describe_init(init_report))
     nhwc = kind.channels_last(cfg, device, model)
     if nhwc and cfg.train.channels_last == "auto" and MODELS.get(cfg.model.name).origin is not None \
