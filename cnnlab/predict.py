@@ -91,7 +91,12 @@ def predict_run(run_dir: Path, input_path: Path, out: Path, which: Literal["best
     info = run.data_info
     data = run.config_raw().get("data") or {}
     column = data.get("path_column", "path") if data.get("format") == "csv_images" else None
-    ids, x = read_inputs(Path(input_path), info, column)
+    if data.get("format") == "hf" and Path(input_path).is_dir():  # a Hugging Face dataset: its test split
+        from cnnlab.data.read.hf import predict_inputs as hf_inputs
+
+        ids, x = hf_inputs(Path(input_path), info, data)
+    else:
+        ids, x = read_inputs(Path(input_path), info, column)
     labels = probabilities(run, x, which).argmax(1).tolist()
     values = info["label_values"]
     buf = io.StringIO()

@@ -231,10 +231,10 @@ def _thumbnail(train: Any, k: int) -> str:
 
     if hasattr(train, "files"):  # file-backed: decoded from its file as training decodes it
         from cnnlab.data.read.decode import decode_one
-        from cnnlab.data.read.tree import FileTree
+        from cnnlab.data.read.source import open_source
 
         c, h, w = train.shape
-        x = decode_one(FileTree(Path(train.source)), train.files[k], "L" if c == 1 else "RGB", (h, w))
+        x = decode_one(open_source(train.source), train.files[k], "L" if c == 1 else "RGB", (h, w))
         if isinstance(x, str):
             return ""
     else:

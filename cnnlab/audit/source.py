@@ -24,6 +24,7 @@ from cnnlab.data.exclude import exclude_entries, kept_rows, parse, unknown_split
 from cnnlab.data.read.cache import default_cache_dir
 from cnnlab.data.read.catalog import FORMATS
 from cnnlab.data.read.decode import decode_one
+from cnnlab.data.read.source import open_source
 from cnnlab.data.read.tree import FileTree, is_image
 from cnnlab.data.types import FileSplit, Split
 from cnnlab.errors import DataError
@@ -46,7 +47,7 @@ class SplitImages:
         s = self.split
         if isinstance(s, FileSplit):
             if self.tree is None:
-                self.tree = FileTree(Path(s.source))
+                self.tree = open_source(s.source)
             mode = "L" if s.shape[0] == 1 else "RGB"
             return decode_one(self.tree, s.files[row], mode, None)
         return _as_uint8(s.x[row].numpy())
@@ -97,7 +98,7 @@ def _files(data: DataConfig, lister: Any) -> DatasetImages:
     cache = None if not data.cache else Path(data.cache_dir) if data.cache_dir else default_cache_dir()
     listing = lister(path, cache_dir=cache, **options)
     # The files' root: data.path for an image folder, the images' folder for a CSV of paths (csv_images).
-    tree = FileTree(Path(next(iter(listing.splits.values())).source))
+    tree = open_source(next(iter(listing.splits.values())).source)
     listed = {f for s in listing.splits.values() for f in s.files}
     unread = [f for f in tree.files if is_image(f) and f not in listed]
     return _assemble(data, dict(listing.splits), listing.classes, list(listing.notes), files=True,

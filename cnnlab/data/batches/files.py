@@ -21,7 +21,6 @@ process's rows, and the mixed labels are gathered from all processes.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,7 +32,7 @@ from cnnlab.data.batches.memory import Normalise, default_workers
 from cnnlab.data.batches.options import LoaderOptions
 from cnnlab.data.batches.order import epoch_order
 from cnnlab.data.read.decode import decode_one
-from cnnlab.data.read.tree import FileTree
+from cnnlab.data.read.source import open_source
 from cnnlab.data.types import FileSplit
 from cnnlab.errors import DataError, UserError
 
@@ -45,7 +44,7 @@ class ImageFiles(Dataset):
     """
 
     def __init__(self, split: FileSplit, pipeline: Pipeline, train: bool, scale: float):
-        self.reader = FileTree(Path(split.source))
+        self.reader = open_source(split.source)  # a folder, a .zip or a Hugging Face dataset's rows
         self.files = split.files
         self.labels = None if split.y is None else split.y.tolist()
         c, h, w = split.shape

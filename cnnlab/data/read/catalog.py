@@ -4,6 +4,7 @@ from cnnlab.data.read import (  # noqa: F401
     cifar,
     csv_images,
     csv_pixels,
+    hf,
     idx,
     image_folder,
     mat,

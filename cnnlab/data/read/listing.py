@@ -19,7 +19,7 @@ from typing import Any
 
 from cnnlab.data.read.cache import cached_value
 from cnnlab.data.read.decode import decode_many
-from cnnlab.data.read.tree import FileTree
+from cnnlab.data.read.source import open_source
 from cnnlab.data.stats import channel_stats
 from cnnlab.data.types import FileSplit, Split
 from cnnlab.io import write_json
@@ -81,7 +81,7 @@ def decode_sample(split: FileSplit, seed: int, n: int = STATS_SAMPLE) -> Split:
     g = torch.Generator().manual_seed(seed)
     pick = sorted(torch.randperm(len(split), generator=g)[:n].tolist())
     c, h, w = split.shape
-    tree = FileTree(Path(split.source))
+    tree = open_source(split.source)
     x, kept, _ = decode_many(tree, [split.files[i] for i in pick], c, (h, w), skip_corrupt=True)  # type: ignore[arg-type]
     index = [pick[k] for k in kept]
     y = None if split.y is None else split.y[torch.tensor(index, dtype=torch.long)]
