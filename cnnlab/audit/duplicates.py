@@ -6,12 +6,14 @@ Near, in three steps:
 1. Candidates. Each image's 32 x 32 grey thumbnail, averaged down to 8 x 8 and standardised
    (brightness and contrast drop out), goes into scikit-learn's KD-tree after a PCA to DIMS numbers,
    once as it is and once moved so its centre of mass is in the middle (a shifted digit on a blank
-   background finds its original there); each image's NEIGHBOURS nearest neighbours in each index
-   are its candidates. The work grows as N log N, not N squared.
+   background finds its original there), and once framed (cropped to its content's box, for
+   images on a plain background: a digit cropped, shifted or rescaled frames to the same picture);
+   each image's NEIGHBOURS nearest neighbours in each index are its candidates. The work grows as N log N, not N squared.
 2. Similarity. A candidate pair's thumbnails are lined up: one of them zoomed in by cropping 0-3
    pixels a side and shifted by up to 2 pixels either way (1 when zoomed), the best Pearson correlation of the
    central 26 x 26 pixels counts (a re-encoded, resized, shifted, cropped or colour-changed copy
-   lines up with its original at 0.9 or more). imagehash's pHash distance is kept beside it.
+   lines up with its original at 0.9 or more), or, when higher, that of their framed thumbnails
+   shifted by up to a pixel (a crop that rescaled the digit lines up there). imagehash's pHash distance is kept beside it.
 3. Decision. A pair is a near-duplicate when its correlation is at least CORRELATION and it stands
    out from both images' other neighbours (1 - corr at most RATIO times 1 - the next best match, the
    ratio test of feature matching): a copy does, one handwritten '1' among thousands of look-alike
@@ -67,7 +69,7 @@ def candidate_pairs(f: Features, neighbours: int = NEIGHBOURS) -> np.ndarray:
     if len(usable) < 2:
         return np.zeros((0, 2), dtype=np.int64)
     thumbs = f.gray[usable]
-    found = [_neighbour_pairs(_embedding(t), neighbours) for t in (thumbs, centred(thumbs))]
+    found = [_neighbour_pairs(_embedding(t), neighbours) for t in (thumbs, centred(thumbs), f.framed[usable])]
     return usable[np.unique(np.concatenate(found), axis=0)]
 
 
@@ -120,6 +122,10 @@ def near_pairs(f: Features, pairs: np.ndarray, correlation: float = CORRELATION,
     corr = rough.copy()
     close = np.flatnonzero(rough >= PREFILTER)
     corr[close] = aligned_correlation(f.gray, pairs[close])
+    framed = _has_frame(f)
+    both = np.flatnonzero(framed[pairs[:, 0]] & framed[pairs[:, 1]])  # photos have no frame
+    both = both[shifted_correlation(f.framed, pairs[both]) >= PREFILTER]  # the 16 x 16 gate, as above
+    corr[both] = np.maximum(corr[both], shifted_correlation(f.framed, pairs[both], full=True))
     ids = _digest_ids(f.digest)
     same = ids[pairs[:, 0]] == ids[pairs[:, 1]]
     corr[same] = 1.0
@@ -128,6 +134,11 @@ def near_pairs(f: Features, pairs: np.ndarray, correlation: float = CORRELATION,
     keep = ((corr >= correlation) & (stands_out | (corr >= certain))) | ((bits <= phash_bits) & stands_out)
     return [Pair(int(a), int(b), int(d), float(c))
             for (a, b), d, c in zip(pairs[keep & ~same], bits[keep & ~same], corr[keep & ~same])]
+
+
+def _has_frame(f: Features) -> np.ndarray:
+    """Images whose framed thumbnail is their content's box (a plain background), not the plain thumbnail."""
+    return (f.framed != f.gray).any(axis=(1, 2))
 
 
 def _digest_ids(digests: list[bytes]) -> np.ndarray:
@@ -160,20 +171,20 @@ def _runner_up(pairs: np.ndarray, corr: np.ndarray, ids: np.ndarray) -> np.ndarr
     return np.maximum(best_other(pairs[:, 0], pairs[:, 1]), best_other(pairs[:, 1], pairs[:, 0]))
 
 
-def shifted_correlation(gray: np.ndarray, pairs: np.ndarray) -> np.ndarray:
-    """Per pair, the best Pearson correlation of the 16 x 16 thumbnails' central 14 x 14 over shifts
-    of one pixel either way (in chunks, to bound memory)."""
+def shifted_correlation(gray: np.ndarray, pairs: np.ndarray, full: bool = False) -> np.ndarray:
+    """Per pair, the best Pearson correlation of the 16 x 16 thumbnails' central 14 x 14 (full: the
+    32 x 32 thumbnails' central 30 x 30) over shifts of one pixel either way (in chunks, to bound memory)."""
     out = np.empty(len(pairs), dtype=np.float32)
     for start in range(0, len(pairs), _CHUNK):
         p = pairs[start:start + _CHUNK]
-        a = _half(gray[p[:, 0]])[:, 1:15, 1:15].reshape(len(p), -1)
-        a = _standardised(a)
-        b16 = _half(gray[p[:, 1]])
+        a, b = (gray[p[:, i]].astype(np.float32) if full else _half(gray[p[:, i]]) for i in (0, 1))
+        e = a.shape[1] - 1
+        a = _standardised(a[:, 1:e, 1:e].reshape(len(p), -1))
         best = np.full(len(p), -1.0, dtype=np.float32)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                b = _standardised(b16[:, 1 + dy:15 + dy, 1 + dx:15 + dx].reshape(len(p), -1))
-                best = np.maximum(best, (a * b).sum(1))
+                w = _standardised(b[:, 1 + dy:e + dy, 1 + dx:e + dx].reshape(len(p), -1))
+                best = np.maximum(best, np.einsum("ij,ij->i", a, w))
         out[start:start + len(p)] = best
     return out
 

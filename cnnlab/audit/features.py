@@ -2,8 +2,10 @@
 
 Per image: a digest of its decoded pixels (exact duplicates), imagehash's pHash (64 bits, packed
 into a uint64; robust to re-encoding, resizing and brightness or colour changes), a 32 x 32 grey
-thumbnail (the near-duplicate index and its shift-tolerant check) and its brightness, contrast
-and size (the single-image checks).
+thumbnail (the near-duplicate index and its shift-tolerant check), a "framed" 32 x 32 thumbnail of
+the same image cropped to the box around its content, where it has a plain background (a
+digit on black: a shifted, cropped or rescaled copy frames to the same picture), and its
+brightness, contrast and size (the single-image checks).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class Features:
     digest: list[bytes]
     phash: np.ndarray  # uint64
     gray: np.ndarray  # (N, THUMB, THUMB) uint8
+    framed: np.ndarray  # (N, THUMB, THUMB) uint8: the content's box, squared, scaled (plain backgrounds; else gray)
     mean: np.ndarray  # brightness 0..255 over every channel
     std: np.ndarray
     height: np.ndarray
@@ -37,7 +40,7 @@ class Features:
 
 
 def compute(images: DatasetImages) -> Features:
-    keys, digest, phash, gray, stats = [], [], [], [], []
+    keys, digest, phash, gray, framed, stats = [], [], [], [], [], []
     bad = []
     for split, row, arr in images.images():
         if isinstance(arr, str):
@@ -50,12 +53,39 @@ def compute(images: DatasetImages) -> Features:
         keys.append((split, row))
         digest.append(h.digest())
         phash.append(pack(imagehash.phash(im).hash))
-        gray.append(np.asarray(im.convert("L").resize((THUMB, THUMB), Image.Resampling.BILINEAR)))
+        grey = im.convert("L")
+        gray.append(np.asarray(grey.resize((THUMB, THUMB), Image.Resampling.BILINEAR)))
+        framed.append(frame(grey, gray[-1]))
         stats.append((float(arr.mean()), float(arr.std()), arr.shape[0], arr.shape[1]))
     s = np.asarray(stats, dtype=np.float64).reshape(-1, 4)
     return Features(keys, digest, np.asarray(phash, dtype=np.uint64),
                     np.stack(gray) if gray else np.zeros((0, THUMB, THUMB), np.uint8),
+                    np.stack(framed) if framed else np.zeros((0, THUMB, THUMB), np.uint8),
                     s[:, 0], s[:, 1], s[:, 2].astype(int), s[:, 3].astype(int), bad)
+
+
+BACKGROUND = 0.75  # an image is "on a plain background" when this share of its border is within ...
+INK = 32  # ... this much (0..255) of the border's median; content is what differs by more
+
+
+def frame(grey: Image.Image, thumb: np.ndarray) -> np.ndarray:
+    """The box around the image's content, padded to a square about its centre with the background
+    and scaled to THUMB x THUMB; the plain thumbnail for a photo (no plain background) or a blank image."""
+    g = np.asarray(grey, dtype=np.int16)
+    border = np.concatenate([g[0], g[-1], g[:, 0], g[:, -1]])
+    level = int(np.median(border))
+    if np.mean(np.abs(border - level) <= INK) < BACKGROUND:
+        return thumb
+    ink = np.abs(g - level) > INK
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if len(rows) < 2 or len(cols) < 2:
+        return thumb
+    top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    side = max(bottom - top, right - left)
+    box = np.full((side, side), level, dtype=np.uint8)
+    oy, ox = (side - (bottom - top)) // 2, (side - (right - left)) // 2
+    box[oy:oy + bottom - top, ox:ox + right - left] = g[top:bottom, left:right]
+    return np.asarray(Image.fromarray(box).resize((THUMB, THUMB), Image.Resampling.BILINEAR))
 
 
 def pack(bits: np.ndarray) -> int:
