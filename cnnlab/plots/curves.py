@@ -4,6 +4,8 @@ accuracy when it is logged."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +26,46 @@ def smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
     return out
 
 
+# Inside drawn_at_end(): the latest figure asked for, per file, drawn when the block ends.
+_held: dict[Path, tuple[list[dict[str, Any]], list[float], int, str]] | None = None
+
+
+@contextlib.contextmanager
+def drawn_at_end() -> Iterator[None]:
+    """Inside the block plot_curves only remembers the latest figure asked for per file; each is
+    drawn once when the block ends, however it ends. A study's runs train inside it: nobody watches
+    one of them mid-run, and redrawing curves.png after every epoch cost the small runs of a grid
+    more than their training did (bench/RESULTS.md, "Study overhead")."""
+    global _held
+    if _held is not None:  # nested: the outer block draws
+        yield
+        return
+    _held = {}
+    try:
+        yield
+    except BaseException:
+        _draw_held(quiet=True)  # the block's own error is the one to report
+        raise
+    _draw_held(quiet=False)
+
+
+def _draw_held(quiet: bool) -> None:
+    global _held
+    held, _held = _held or {}, None
+    for path, args in held.items():
+        try:
+            plot_curves(*args[:3], path, title=args[3])
+        except Exception:
+            if not quiet:
+                raise
+
+
 def plot_curves(history: list[dict[str, Any]], step_losses: list[float], steps_per_epoch: int,
                 path: Path, title: str = "") -> None:
-    """Draw and atomically save the two-panel training figure."""
+    """Draw and atomically save the two-panel training figure (inside drawn_at_end(): when it ends)."""
+    if _held is not None:
+        _held[Path(path)] = (list(history), list(step_losses), steps_per_epoch, title)
+        return
     import matplotlib.pyplot as plt
 
     fig = curves_figure(history, step_losses, steps_per_epoch, title)

@@ -51,16 +51,18 @@ def previous(run_dir: Path, cfg: Config) -> str:
 
 
 def run_unit(cfg: Config, run_dir: Path, callbacks: list[Callback]) -> dict[str, Any]:
-    """Train one run into run_dir (resuming or reusing an earlier attempt); return its row."""
+    """Train one run into run_dir (resuming or reusing an earlier attempt); return its row. The
+    runs of one worker share their dataset and samples.png, and each draws curves.png once, at its
+    end (training/shared.py): the same metrics and checkpoints as the run trained alone."""
     state = previous(run_dir, cfg)
     status, reason = None, None
     try:
         if state == "resumable":
-            runner.resume(run_dir, quiet=True, callbacks=callbacks)
+            runner.resume(run_dir, quiet=True, callbacks=callbacks, shared=True)
         elif state == "none":
             if run_dir.exists():
                 shutil.rmtree(run_dir)  # a different config or an attempt that left nothing usable
-            runner.train(cfg, run_dir=run_dir, quiet=True, callbacks=callbacks)
+            runner.train(cfg, run_dir=run_dir, quiet=True, callbacks=callbacks, shared=True)
     except DivergedError as e:
         status, reason = "diverged", str(e)
     except UserError as e:  # e.g. a model that cannot take this input size

@@ -8,7 +8,9 @@ and draws, the others follow it (rundir.Follower).
 
 from __future__ import annotations
 
+import contextlib
 import signal
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,8 +20,10 @@ import torch
 from cnnlab import distributed, rundir
 from cnnlab.callbacks import RunContext
 from cnnlab.config import Config
+from cnnlab.data import memo
 from cnnlab.data.inspect import class_counts, count_lines, train_warning, warn
 from cnnlab.errors import DivergedError, Interrupted, PeerLost, UserError
+from cnnlab.plots.curves import drawn_at_end, plot_curves
 from cnnlab.plots.samples import write_samples
 from cnnlab.reopen import open_run
 from cnnlab.rundir import Run
@@ -27,6 +31,7 @@ from cnnlab.training.heldout import write_heldout
 from cnnlab.training.logged import metric_mode
 from cnnlab.training.progress import Reporter
 from cnnlab.training.session import Session, build_session
+from cnnlab.training.shared import shared_samples
 from cnnlab.training.signals import StopRequests
 from cnnlab.training.trainer import StopTraining, Trainer, TrainState
 from cnnlab.usercode import record
@@ -42,19 +47,24 @@ class RunResult:
 
 
 def train(cfg: Config, *, run_dir: Path | None = None, quiet: bool = False,
-          callbacks: list[Any] | None = None, samples: bool = True) -> RunResult:
+          callbacks: list[Any] | None = None, samples: bool = True, shared: bool = False) -> RunResult:
     """Build everything, create the run directory, train, write the summary.
 
     `samples`: write samples.png before the first step (off only in the test that shows the
-    figure leaves the training random streams alone)."""
+    figure leaves the training random streams alone). `shared`: one of many runs this process
+    trains one after another (a study worker's): the dataset and samples.png are shared with
+    the others and curves.png is drawn once, at the end (training/shared.py)."""
     rundir.check_writable(cfg.train.out_dir if run_dir is None else Path(run_dir).parent)
-    return fit(build_session(cfg, callbacks=callbacks or []), run_dir=run_dir, quiet=quiet, samples=samples)
+    with _data_shared(shared):
+        session = build_session(cfg, callbacks=callbacks or [])
+    return fit(session, run_dir=run_dir, quiet=quiet, samples=samples, shared=shared)
 
 
 def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, progress: bool | None = None,
-        samples: bool = True, objects: dict[str, str] | None = None) -> RunResult:
+        samples: bool = True, objects: dict[str, str] | None = None, shared: bool = False) -> RunResult:
     """Train a built session (build_session: everything checked, nothing written) into a new run
-    directory (or `run_dir`). `objects`: what was handed over from Python, for code.json."""
+    directory (or `run_dir`). `objects`: what was handed over from Python, for code.json;
+    `shared`: see train."""
     cfg = session.cfg
     main = session.world.is_main
     run: Run | None = None
@@ -77,16 +87,24 @@ def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, p
     reporter.message(_banner(session, run, counts))
     if main:
         warn(train_warning(counts, session.bundle.classes))  # even when quiet: it can spoil the run
-    if samples and main:
+    if samples and main and shared:
+        shared_samples(session, run.samples_png)
+    elif samples and main:
         write_samples(session.bundle, session.pipeline, cfg.seed, run.samples_png, title=run.name)
     stops = StopRequests()
     trainer = session.trainer(run, reporter, stop_requested=stops.requested)
-    return _fit(session, trainer, run, stops, first=True)
+    return _fit(session, trainer, run, stops, first=True, shared=shared)
+
+
+def _data_shared(shared: bool) -> contextlib.AbstractContextManager[None]:
+    """build_data reuses the bundle an earlier run in this process built (data/memo.py)."""
+    return memo.shared() if shared else contextlib.nullcontext()
 
 
 def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = None, progress: bool | None = None,
-           code: CodeSource | None = None) -> RunResult:
-    """Continue an interrupted run from its last checkpoint; from scratch if it never finished an epoch."""
+           code: CodeSource | None = None, shared: bool = False) -> RunResult:
+    """Continue an interrupted run from its last checkpoint; from scratch if it never finished an epoch.
+    `shared`: see train."""
     opened = open_run(run_dir, None, code)
     run, cfg, stored = opened.run, opened.cfg, opened.info
     data = cfg.data
@@ -95,8 +113,9 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = 
         data = data.model_copy(update={"in_memory": stored["in_memory"]})
     # The same classes and split sizes, or the replayed batches would not be the run's.
     # model.init_from only for a run that never saved last.pt: otherwise its own weights replace them.
-    session = build_session(cfg, opened.bundle(sizes=True, data=data), callbacks=callbacks or [],
-                            initial_weights=not run.has_checkpoint("last"))
+    with _data_shared(shared):
+        bundle = opened.bundle(sizes=True, data=data)
+    session = build_session(cfg, bundle, callbacks=callbacks or [], initial_weights=not run.has_checkpoint("last"))
     session.init_report = run.init_from() or session.init_report
     world = session.world
     if not world.is_main:  # rank 0 checks the lock and writes; any number of processes may continue a run
@@ -115,7 +134,7 @@ def resume(run_dir: Path, *, quiet: bool = False, callbacks: list[Any] | None = 
         distributed.seed_rank(cfg.seed, trainer.position(), world)  # restore gave every rank rank 0's stream
         reporter.message(f"resuming {run.name} {trainer.position()} of {cfg.train.epochs} epochs"
                          + (f" in {world.size} processes" if world.distributed else ""))
-    return _fit(session, trainer, run, stops)
+    return _fit(session, trainer, run, stops, shared=shared)
 
 
 def _reporter(session: Session, quiet: bool, progress: bool | None = None) -> Reporter:
@@ -149,9 +168,11 @@ def _banner(s: Session, run: Run, counts: dict[str, list[int]]) -> str:
             + "".join(f"\nnote {n}" for n in s.notes))
 
 
-def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, first: bool = False) -> RunResult:
+def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, first: bool = False,
+         shared: bool = False) -> RunResult:
     """Train under the run's lock, from its start (`first`: init.pt is written after on_run_start)
-    or where it stopped; summary.json says how it ended, whatever happens."""
+    or where it stopped; summary.json says how it ended, whatever happens. `shared`: curves.png
+    is drawn once, when the training loop ends however it ends, not after every epoch."""
     env = rundir.environment()  # once: it asks git
     status, reason = "completed", None
     resumed = trainer.state.epoch > 0 or trainer.position() != "after epoch 0"
@@ -164,7 +185,7 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
             trainer.hooks.call("on_run_start", context)
             if first:
                 trainer.save_init()
-            with stops:
+            with stops, _curves_at_end(shared, session, trainer, run):
                 trainer.fit()
             write_heldout(session, run)  # after the last checkpoint: the run's numbers are already final
         except StopTraining as e:
@@ -210,6 +231,22 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
                 raise ended
     distributed.finish()
     return RunResult(run.path, summary)
+
+
+@contextlib.contextmanager
+def _curves_at_end(shared: bool, session: Session, trainer: Trainer, run: Run) -> Iterator[None]:
+    """`shared`: curves.png drawn once when the block ends, however it ends, from the epochs done
+    (also for a run resumed after its last epoch, whose loop has nothing left to draw)."""
+    if not shared:
+        yield
+        return
+    with drawn_at_end():
+        try:
+            yield
+        finally:
+            if run.writes and trainer.state.history:
+                plot_curves(trainer.state.history, trainer.state.step_losses, len(session.train_loader),
+                            run.curves_png, title=run.name)
 
 
 def make_summary(session: Session, state: TrainState, status: str, reason: str | None,
