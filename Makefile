@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 FASHION_MNIST ?= /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data postgres chromium train test test-all lint
+.PHONY: setup data postgres slurm chromium train test test-all lint
 
 # The virtual environment, rebuilt when the package metadata changes.
 $(VENV)/.installed: pyproject.toml
@@ -38,6 +38,18 @@ postgres:
 	  fi; \
 	fi
 
+# Slurm's daemons and commands for the studies' --slurm test (it starts a one-node cluster on loopback, with munge).
+slurm:
+	@PATH="$$PATH:/usr/sbin"; \
+	if ! { command -v sbatch && command -v slurmctld && command -v slurmd && command -v munged; } >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurmctld slurmd slurm-client munge >/dev/null; }; \
+	  else \
+	    echo "Slurm is not installed (the studies' Slurm test needs it): apt-get install -y slurmctld slurmd slurm-client munge"; exit 1; \
+	  fi; \
+	fi
+
 # Debian's Chromium for the report tests (a real browser renders the reports headless, offline).
 chromium:
 	@if ! command -v chromium >/dev/null 2>&1; then \
@@ -57,10 +69,10 @@ train: setup data
 # `make test` leaves out the tests marked heavy (the costliest variants of paths lighter tests cover, to keep
 # CI under its 20 minutes); `make test-all` runs every test.
 PYTEST_WORKERS ?= auto
-test: setup data postgres chromium
+test: setup data postgres slurm chromium
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) -m "not heavy"
 
-test-all: setup data postgres chromium
+test-all: setup data postgres slurm chromium
 	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS)
 
 lint: setup
