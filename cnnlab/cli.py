@@ -285,20 +285,41 @@ def study(
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides of the base config, e.g. train.epochs=2")] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, help="worker processes (default: the file's workers, else 1)")] = None,
     storage: Annotated[str | None, typer.Option(help="database URL shared by workers on several machines, e.g. postgresql://user@host/db (default: a journal file in the study folder)")] = None,
-    status: Annotated[bool, typer.Option("--status", help="show progress and the current table; run nothing")] = False,
+    status: Annotated[bool, typer.Option("--status", help="show progress and the current table (and the study's Slurm jobs); run nothing")] = False,
+    slurm: Annotated[bool, typer.Option("--slurm", help="submit the workers to Slurm as a job array and return (docs/studies.md#slurm)")] = False,
+    partition: Annotated[str | None, typer.Option(help="with --slurm: the partition (default: the cluster's)")] = None,
+    time: Annotated[str | None, typer.Option("--time", help="with --slurm: each worker's time limit, e.g. 4:00:00; a worker stopped by it is requeued and resumes its run")] = None,
+    gpus_per_worker: Annotated[int, typer.Option("--gpus-per-worker", min=0, help="with --slurm: 1 for a GPU per worker")] = 0,
+    cpus_per_worker: Annotated[int | None, typer.Option("--cpus-per-worker", min=1, help="with --slurm: CPUs (and torch threads) per worker (default: the cluster's)")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="with --slurm: wait for the jobs, then write and print the table")] = False,
+    cancel: Annotated[bool, typer.Option("--cancel", help="scancel the study's Slurm jobs (their runs are saved and resume when it runs again)")] = False,
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     threads: Annotated[int | None, typer.Option("--threads", hidden=True, min=1)] = None,
     worker_index: Annotated[int, typer.Option("--worker-index", hidden=True)] = 0,
 ) -> None:
-    """Run an ablation, grid or search study (resumable, parallel); the last line printed is its folder."""
+    """Run an ablation, grid or search study (resumable, parallel, or on Slurm); the last line printed is its folder."""
     from cnnlab.studies import launch
 
     if worker:
         try:
-            launch.run_worker(study_file, overrides or [], storage, threads, worker_index, say=_say)
-        except KeyboardInterrupt:  # the parent reports the interruption once
+            launch.run_worker(study_file, overrides or [], storage, threads, worker_index, say=_say, in_slurm=slurm)
+        except KeyboardInterrupt as e:  # the parent reports the interruption once
             sys.stdout.flush()
+            if slurm and isinstance(e, Interrupted):  # no parent: the job's log says where the run stopped
+                print(f"cnnlab: stopped by {signal.Signals(e.signum).name} {e.where}; last.pt saved in {e.run}; "
+                      "its trial goes back to the queue and the run resumes there", file=sys.stderr, flush=True)
             raise typer.Exit(130) from None
+        return
+    given = [flag for flag, on in (("--partition", partition), ("--time", time), ("--wait", wait),
+                                   ("--gpus-per-worker", gpus_per_worker), ("--cpus-per-worker", cpus_per_worker)) if on]
+    if given and not slurm:
+        raise UserError(f"{given[0]} goes with --slurm (add --slurm to submit the study's workers to Slurm)")
+    if cancel:
+        folder, jobs = launch.cancel_study(study_file, overrides or [])
+        print(f"cancelled job{'s' if len(jobs) > 1 else ''} {', '.join(jobs)}; their workers saved their runs and "
+              f"handed their trials back: `cnnlab study {study_file}` (with or without --slurm) finishes the study"
+              if jobs else "no job of this study is queued or running")
+        print(folder)
         return
     if status:
         opened, snap = launch.study_status(study_file, overrides or [], storage)
@@ -307,10 +328,24 @@ def study(
             out.print(f"study {opened.plan.study.name}: not started ({total} to run); state would live in {opened.storage}")
         else:
             _print_study(opened, snap)
+        _print_slurm_tasks(opened.folder)
         for name, why, resumable in launch.dead_runs(opened.folder):
             then = "resumes it from its last checkpoint" if resumable else "runs it again (no checkpoint yet)"
             out.print(f"[bold yellow]died[/] {name}: {why}; `cnnlab study {study_file}` {then}")
         print(opened.folder)
+        return
+    if slurm:
+        from cnnlab.studies.slurm import Request
+
+        request = Request(workers or 0, partition, time, gpus_per_worker, cpus_per_worker)
+        opened, snap, job = launch.submit_study(study_file, overrides or [], storage, request, wait=wait, say=_say)
+        if job is None or wait:
+            _print_study(opened, snap)
+        if job is not None and not wait:
+            print(f"`cnnlab study {study_file} --status` shows its jobs and the table; `--cancel` stops them")
+        print(opened.folder)
+        if wait and snap.progress.left + snap.progress.running > 0:
+            raise typer.Exit(1)  # the jobs ended (cancelled, failed) with runs left
         return
     with _stoppable(study=True):
         opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
@@ -346,6 +381,24 @@ def _stoppable(study: bool = False) -> Iterator[None]:
 
 def _say(line: str) -> None:
     print(line, flush=True)
+
+
+def _print_slurm_tasks(folder: Path) -> None:
+    """--status: the study's Slurm array tasks, queued, running and ended (nothing without --slurm)."""
+    from cnnlab.studies import launch
+
+    try:
+        tasks = launch.slurm_tasks(folder)
+    except UserError as e:  # squeue failed (controller down): the table above still stands
+        out.print(f"slurm: {e}")
+        return
+    if not tasks:
+        return
+    counts = {"queued": sum(t.queued for t in tasks), "running": sum(t.live and not t.queued for t in tasks),
+              "finished": sum(not t.live for t in tasks)}
+    print(f"slurm: {len(tasks)} tasks: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    for t in tasks:
+        print(f"  {t.id:<14} {t.state:<10} {t.detail}")
 
 
 def _print_study(opened: Any, snap: Any) -> None:

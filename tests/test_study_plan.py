@@ -116,7 +116,7 @@ def test_axis_forms():
     ({"mode": "search", "metric": "test_acc", "search": {"n_trials": 3, "params": {"optim.lr": [0.1]}}}, "tunes on the test set"),
     ({"mode": "grid", "metric": "val_accuracy", "axes": {"optim.lr": [0.1]}}, "metric: 'val_accuracy' is not a run metric"),
     ({"mode": "grid", "seeds": [1, 1], "axes": {"optim.lr": [0.1]}}, "seeds: [1, 1] repeats a seed"),
-    ({"mode": "grd", "axes": {"optim.lr": [0.1]}}, "mode: Input should be 'ablation', 'grid' or 'search'"),
+    ({"mode": "grd", "axes": {"optim.lr": [0.1]}}, "mode: Input should be 'ablation', 'grid', 'search' or 'learning_curve'"),
     ({"mode": "grid", "axis": {"optim.lr": [0.1]}}, "axis: unknown key (did you mean 'axes'?)"),
     ({"mode": "grid", "base": "nope.yaml", "axes": {"optim.lr": [0.1]}}, "base: config file"),
 ])

@@ -58,3 +58,19 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int) -> list[int]:
                 left -= 1
     chosen = [rng.choice(np.flatnonzero(labels == k), size=int(t), replace=False) for k, t in enumerate(take) if t]
     return sorted(np.concatenate(chosen).tolist()) if chosen else []
+
+
+def nested_subset(y: torch.Tensor, per_class: int | None, fraction: float | None, seed: int) -> list[int]:
+    """Sorted indices of the first `per_class` (or round(fraction x count), at least one) images
+    of every class, each class in its own seeded order: for one seed a smaller subset lies
+    inside every larger one, and a class's draw does not depend on the others' counts.
+    ValueError names a class with fewer than `per_class` images."""
+    labels = y.numpy()
+    chosen = []
+    for k in np.unique(labels):
+        members = np.flatnonzero(labels == k)
+        n = per_class if per_class is not None else max(1, round(fraction * len(members)))
+        if n > len(members):
+            raise ValueError(f"{n} is more than the {len(members)} training images of class {int(k)}")
+        chosen.append(np.random.default_rng([seed, int(k)]).permutation(members)[:n])
+    return sorted(np.concatenate(chosen).tolist()) if chosen else []

@@ -229,9 +229,11 @@ def table_figure(table: Table, title: str, folder: Path) -> Path:
     char_in, row_in = 0.075, 0.3  # inches per character at 9 pt, per row
     width = max(sum(chars) * char_in + 0.4, 6.0)
     order = "higher" if table.maximize else "lower"
+    tests = ("95% CI and p Stein's (adaptive seeds: spread from the pilot seeds; Holm-corrected, * p < 0.05)"
+             if table.stein else "95% CI of the mean (t); Δ and p against the reference (paired t-test, else Welch's; "
+             "Holm-corrected, * p < 0.05)")
     note = textwrap.wrap(f"Ranked by {metric_label(table.metric)}, {order} is better. Metrics: mean ± std over the n completed runs; "
-                         "95% CI of the mean (t); Δ and p against the reference (paired t-test, else Welch's; "
-                         "Holm-corrected, * p < 0.05); best epoch: mean over runs. Green: best row; blue: base. "
+                         f"{tests}; best epoch: mean over runs. Green: best row; blue: base. "
                          "Bold: best mean per column.", int(width / 0.068))
     title_lines = textwrap.wrap(title, int(width / 0.085))
     top_in, bottom_in = 0.25 + 0.22 * len(title_lines), 0.2 + 0.17 * len(note)

@@ -4,12 +4,13 @@ With --workers N > 1 the command works as worker 0 and starts N - 1 more process
 (`cnnlab study FILE --worker`); on CPU each gets cores // N threads, on a GPU they share
 it, and on a machine with several GPUs worker i gets GPU i mod G alone (CUDA_VISIBLE_DEVICES),
 so 8 workers on 2 GPUs run 4 on each. Killing the command (Ctrl-C or kill -9) and running it again finishes only what is
-missing.
+missing. With --slurm the workers run as a Slurm job array instead (slurm.py), one per task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -26,7 +27,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
 from cnnlab.lease import HOST, PARENT_ENV, exit_with_parent
 from cnnlab.rundir import Run
-from cnnlab.studies import STUDY_JSON
+from cnnlab.studies import STUDY_JSON, slurm, slurm_checks
 from cnnlab.studies.plan import Plan, build_plan
 from cnnlab.studies.results import Snapshot, Writer, snapshot
 from cnnlab.studies.spec import Study, epoch_metric, load_study
@@ -43,10 +44,11 @@ class Opened:
 
 
 def open_study(path: Path, overrides: list[str], storage: str | None, create: bool = True,
-               worker_index: int = 0, check_data: bool = False) -> Opened:
-    """Parse and plan the study (every config checked), then open or create its storage."""
-    study = load_study(path, overrides)
-    plan = build_plan(study)
+               worker_index: int = 0, check_data: bool = False, plan: Plan | None = None) -> Opened:
+    """Parse and plan the study (every config checked; or take `plan`), then open or create its storage."""
+    if plan is None:
+        plan = build_plan(load_study(path, overrides))
+    study = plan.study
     if check_data:
         check_metric_data(plan)
     folder = study.folder
@@ -213,16 +215,84 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 def run_worker(path: Path, overrides: list[str], storage: str | None, threads: int | None,
-               worker_index: int = 0, say: Callable[[str], None] = print) -> int:
-    """A worker process started by `cnnlab study --workers N`: run trials, then exit."""
+               worker_index: int = 0, say: Callable[[str], None] = print, in_slurm: bool = False) -> int:
+    """A worker process started by `cnnlab study --workers N`, or one Slurm array task of
+    `--slurm` (in_slurm): run trials, then exit."""
     exit_with_parent()  # first: the parent may die while torch is still importing
+    if in_slurm:
+        slurm.stop_on_sigterm()  # requeue, preemption, scancel: save the run, hand the trial back
     import torch
 
     opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
     writer = Writer(opened.plan, opened.store, opened.folder)
     with limited_threads(threads or torch.get_num_threads()):
-        return Worker(opened.plan, opened.store, opened.folder, writer, say).run()
+        ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
+    if in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0":
+        # The study is complete (a worker returns only then): task 0 draws the final figures,
+        # the others have written the tables after each of their runs.
+        writer(final=True)
+    return ran
+
+
+def submit_study(path: Path, overrides: list[str], storage: str | None, request: slurm.Request,
+                 wait: bool = False, say: Callable[[str], None] = print) -> tuple[Opened, Snapshot, str | None]:
+    """`--slurm`: check, open the study's storage, submit `request.workers` workers as one job array
+    (fewer when fewer runs are left); with `wait`, wait for the jobs and write the final outputs.
+    Returns the study, its snapshot and the job id (None: nothing was left to run)."""
+    plan = build_plan(load_study(path, overrides))  # the study file first: its errors come before Slurm's
+    check_metric_data(plan)
+    slurm_checks.require_sbatch()
+    slurm_checks.check_time(request.time)
+    slurm_checks.check_gpus(request.gpus)
+    partition, nodes = slurm_checks.partition_nodes(request.partition)
+    slurm_checks.check_reachable(storage, plan.study.folder, partition, nodes)
+    opened = open_study(path, overrides, storage, plan=plan)
+    store, folder = opened.store, opened.folder
+    assert store is not None
+    _remove_stale_temporaries(folder)
+    progress = snapshot(plan, store).progress
+    left = progress.total - progress.done - progress.failed
+    if left <= 0:
+        say(f"study {plan.study.name}: nothing left to run ({progress.line()}); nothing submitted")
+        return opened, Writer(plan, store, folder)(final=True), None
+    n = min(request.workers or plan.study.spec.workers, left)
+    request = dataclasses.replace(request, workers=n)
+    write_json(folder / STUDY_JSON, describe(opened, n))
+    worker = [sys.executable, "-m", "cnnlab", "study", str(path.resolve()), *overrides, "--worker", "--slurm",
+              *(["--storage", storage] if storage else [])]
+    job = slurm.submit(folder, slurm.batch_script(worker, folder, plan.study.name, request), request, opened.storage)
+    say(f"study {plan.study.name}: {progress.line()}; submitted job array {job} ({n} worker{'s' if n > 1 else ''}) "
+        f"to partition {partition}; state in {opened.storage}; logs in {folder / slurm.SLURM / slurm.LOGS}")
+    if not wait:
+        return opened, snapshot(plan, store), job
+    last: list[str] = []
+
+    def progress_line() -> None:
+        line = snapshot(plan, store).progress.line()
+        if not last or line != last[-1]:  # only when it changed
+            last.append(line)
+            say(line)
+
+    try:
+        slurm.wait(folder, [job], progress_line)
+    except KeyboardInterrupt:
+        say(f"stopped waiting; job array {job} goes on: `--status` shows it, `--cancel` stops it")
+        raise
+    return opened, Writer(plan, store, folder)(final=True), job
+
+
+def cancel_study(path: Path, overrides: list[str]) -> tuple[Path, list[str]]:
+    """`--cancel`: scancel the study's jobs still queued or running (their workers save their runs
+    and hand their trials back); returns the study folder and the job ids cancelled."""
+    folder = load_study(path, overrides).folder
+    slurm_checks.require_sbatch()
+    return folder, slurm.cancel(folder)
+
+
+def slurm_tasks(folder: Path) -> list[slurm.Task]:
+    """The array tasks of every job the study submitted (none without --slurm)."""
+    return slurm.tasks(folder)
 
 
 def study_status(path: Path, overrides: list[str], storage: str | None) -> tuple[Opened, Snapshot | None]:

@@ -1,4 +1,7 @@
 """What a study runs: variants (sets of overrides) x seeds x folds, each run with a stable key.
+A learning curve's variants are its curves (the axes' grid, or the base alone) x its sizes, a
+size being an override of data.train_per_class or data.train_fraction. With adaptive seeds the
+plan holds every seed a variant may run (up to max); adaptive.py says which of them it does.
 
 A run's key is derived from its overrides, seed and fold only, so it survives reruns,
 edits that add seeds or values, and code changes that add config defaults.
@@ -7,6 +10,7 @@ edits that add seeds or values, and code changes that add config defaults.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import itertools
 import json
@@ -17,7 +21,15 @@ from typing import Any
 from cnnlab.config import Config
 from cnnlab.errors import ConfigError
 from cnnlab.resolve import apply_overrides, resolve
-from cnnlab.studies.spec import Param, Study, choice_value, fmt_value, yaml_value
+from cnnlab.studies.spec import (
+    SIZE_KEYS,
+    Param,
+    Study,
+    choice_value,
+    fmt_value,
+    size_key,
+    yaml_value,
+)
 from cnnlab.usercode.paths import absolutize
 
 
@@ -47,9 +59,12 @@ class Variant:
     axis: str | None = None  # ablation: the axis this variant varies (None: the base)
     is_base: bool = False
     fixed_key: str | None = None  # search: the trial's own key ("t0007")
+    curve: str | None = None  # learning_curve: the curve this point lies on ("base", or its axis values)
+    size: int | float | None = None  # learning_curve: images per class, or a fraction of the training split
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
+        """A digest of the overrides (computed once: a variant's overrides never change after planning)."""
         return self.fixed_key or digest(self.overrides)
 
 
@@ -92,10 +107,19 @@ class Plan:
 
     @property
     def units(self) -> list[Unit]:
+        """The runs known to be wanted before any result: every seed, or with adaptive seeds the pilot
+        (adaptive.wanted_units adds what the results ask for)."""
+        rule = self.study.seed_rule
+        seeds = self.seeds[: rule.min] if rule is not None else self.seeds
+        return [Unit(v, s, f) for v in self.variants for s in seeds for f in self.folds]
+
+    @property
+    def possible_units(self) -> list[Unit]:
+        """Every run the study may make (with adaptive seeds: every variant at up to max seeds)."""
         return [Unit(v, s, f) for v in self.variants for s in self.seeds for f in self.folds]
 
     def unit_by_key(self) -> dict[str, Unit]:
-        return {u.key: u for u in self.units}
+        return {u.key: u for u in self.possible_units}
 
     def run_config(self, overrides: dict[str, Any], seed: int, fold: int | None, name: str) -> Config:
         """The resolved config of one run."""
@@ -138,14 +162,20 @@ def comparable(cfg: Config) -> dict[str, Any]:
     return d
 
 
-def build_plan(study: Study) -> Plan:
-    """Enumerate and resolve every variant; a bad value is a ConfigError naming its axis."""
+def build_plan(study: Study, check_data: bool = True) -> Plan:
+    """Enumerate and resolve every variant; a bad value is a ConfigError naming its axis.
+    check_data: a learning curve's sizes are checked against the data's classes (which reads
+    the dataset); a study read back for a report skips that."""
     where = str(study.path)
     try:
         base_cfg = resolve(study.base_raw)
     except ConfigError as e:
         raise ConfigError(f"{where}: base: {e}") from None
-    seeds = study.spec.seeds if study.spec.seeds is not None else [base_cfg.seed]
+    rule = study.seed_rule
+    if rule is not None:
+        seeds = list(range(rule.start, rule.start + rule.max))
+    else:
+        seeds = study.spec.seeds if study.spec.seeds is not None else [base_cfg.seed]
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{where}: seeds: {seeds} repeats a seed; list each once")
     folds: list[int | None] = list(range(study.spec.cv)) if study.spec.cv else [None]
@@ -173,6 +203,10 @@ def build_plan(study: Study) -> Plan:
                 except ConfigError as e:
                     raise ConfigError(f"{where}: search.params.{p.name}={value}: {e}") from None
     plan.variants = kept
+    if study.mode == "learning_curve" and check_data:
+        from cnnlab.studies.curve_data import check_data  # reads the data: torch
+
+        check_data(plan)
     return plan
 
 
@@ -198,7 +232,40 @@ def enumerate_variants(study: Study) -> list[Variant]:
             label = ", ".join(lv.label if lv.auto else f"{a.name}={lv.label}" for a, lv in zip(study.axes, combo))
             out.append(Variant(label, overrides, {a.name: lv.label for a, lv in zip(study.axes, combo)}))
         return out
+    if study.mode == "learning_curve":
+        return curve_points(study)
     return []
+
+
+def size_label(size: int | float) -> str:
+    return f"{size}/class" if isinstance(size, int) else f"{size:g} of train"
+
+
+def curve_points(study: Study) -> list[Variant]:
+    """A learning curve's variants: each curve (the grid of its axes, or the base) at each size."""
+    curves: list[tuple[str, dict[str, Any], dict[str, str]]] = [("base", {}, {})]
+    if study.axes:
+        curves = []
+        for combo in itertools.product(*(a.levels for a in study.axes)):
+            overrides: dict[str, Any] = {}
+            for axis, lv in zip(study.axes, combo):
+                if set(overrides) & set(lv.overrides):
+                    raise ConfigError(f"{study.path}: axes.{axis.name}: sets a key another axis also sets; "
+                                      "each key on one axis")
+                overrides.update(lv.overrides)
+            label = ", ".join(lv.label if lv.auto else f"{a.name}={lv.label}" for a, lv in zip(study.axes, combo))
+            curves.append((label, overrides, {a.name: lv.label for a, lv in zip(study.axes, combo)}))
+    key = size_key(study)
+    for label, overrides, _ in curves:
+        if any(k in SIZE_KEYS for k in overrides):
+            raise ConfigError(f"{study.path}: axes: {label} sets {key}, which sizes: sets for every run")
+    out = []
+    for label, overrides, levels in curves:
+        for n in study.sizes:
+            point = f"{label}, n={size_label(n)}" if study.axes else f"n={size_label(n)}"
+            out.append(Variant(point, {**overrides, key: n}, {**levels, "size": fmt_value(n)},
+                               curve=label, size=n))
+    return out
 
 
 def search_variant(study: Study, key: str, params: dict[str, Any]) -> Variant:

@@ -2,8 +2,9 @@
 results.csv (one row per run), table.md / table.csv / table.tex (the compact table, one row
 per variant), table_full.md / table_full.csv / table_full.tex (every statistic of every
 metric), figures (table.png among them), and for runs trained with train.probe the landscape
-probe's figures and probe_table.md / .csv (probe_figures.py). Tables and results.csv are ranked
-by the study metric.
+probe's figures and probe_table.md / .csv (probe_figures.py); for a learning curve,
+learning_curve.md / .csv / .json and learning_curve.png (learning_curve.py). Tables and
+results.csv are ranked by the study metric.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from optuna.trial import TrialState
 
-from cnnlab.io import write_text
+from cnnlab.io import write_json, write_text
 from cnnlab.lease import stale_reason
+from cnnlab.studies.adaptive import pilot_seeds, results_by_key, stop_notes, wanted_units
 from cnnlab.studies.execute import KINDS, SPLITS
 from cnnlab.studies.plan import Plan, Variant, get_key, search_variant
 from cnnlab.studies.spec import fmt_value
@@ -39,6 +41,7 @@ FAILED = ("failed", "diverged")
 # The study folder's own files (its run directories' files are rundir.py's).
 RESULTS, TABLE_MD, TABLE_CSV, TABLE_TEX = "results.csv", "table.md", "table.csv", "table.tex"
 TABLE_FULL_MD, TABLE_FULL_CSV, TABLE_FULL_TEX = "table_full.md", "table_full.csv", "table_full.tex"
+CURVE_MD, CURVE_CSV, CURVE_JSON = "learning_curve.md", "learning_curve.csv", "learning_curve.json"
 
 
 @dataclass
@@ -49,6 +52,7 @@ class Snapshot:
     progress: Progress
     table: Table
     orphans: int  # results of runs no longer in the study file
+    curve: Any = None  # learning_curve.LearningCurve: the points, fits and answers of a learning curve
 
 
 def axis_columns(plan: Plan, v: Variant) -> dict[str, str]:
@@ -115,6 +119,9 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
         return Snapshot(_ranked(rows, table), progress, table, 0)
 
     units = plan.unit_by_key()
+    rule = plan.study.seed_rule
+    results = results_by_key(trials) if rule is not None else {}
+    wanted = {u.key for u in wanted_units(plan, results)} if rule is not None else set(units)
     for key, t in won.items():
         unit = units.get(key)
         if unit is None:
@@ -128,17 +135,27 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
         for r in result_rows:
             rows.append({"variant": unit.variant.label, **axis_columns(plan, unit.variant), **r,
                          "seed": unit.seed, "fold": unit.fold, "trial": t.number})
-    progress = Progress(len(units), done, failed, len(live & set(units)))
+    progress = Progress(len(wanted), done, failed, len(live & wanted))
+    notes = stop_notes(plan, results) if rule is not None else {}
     if plan.study.mode == "ablation":
         infos = [VariantInfo(v.label, {"axis": v.axis or "", "value": v.levels.get(v.axis, "") if v.axis else "base"},
-                             v.is_base) for v in plan.variants]
+                             v.is_base, notes.get(v.label)) for v in plan.variants]
         columns = ["axis", "value"]
     else:
-        infos = [VariantInfo(v.label, dict(v.levels), v.is_base) for v in plan.variants]
-        columns = [a.name for a in plan.study.axes]
+        infos = [VariantInfo(v.label, dict(v.levels), v.is_base, notes.get(v.label)) for v in plan.variants]
+        columns = [a.name for a in plan.study.axes] + (["size"] if plan.study.mode == "learning_curve" else [])
     metrics, maximize = table_metrics(plan)
-    table = build_table(rows, infos, metrics, columns, "base", maximize)
-    return Snapshot(_ranked(rows, table), progress, table, orphans)
+    pilot = {(s, None) for s in pilot_seeds(plan)} if rule is not None else None
+    table = build_table(rows, infos, metrics, columns, "base", maximize, pilot)
+    curve = None
+    if plan.study.mode == "learning_curve":
+        from cnnlab.studies.learning_curve import (
+            analyse,  # scipy.optimize: only for learning curves
+        )
+
+        curve = analyse(plan, rows, pilot)
+        table.notes = curve.answers()
+    return Snapshot(_ranked(rows, table), progress, table, orphans, curve)
 
 
 def result_columns(plan: Plan, rows: list[dict[str, Any]]) -> list[str]:
@@ -171,9 +188,13 @@ def results_csv(plan: Plan, rows: list[dict[str, Any]]) -> str:
 
 def title(plan: Plan, snap: Snapshot) -> str:
     s = plan.study
-    what = {"ablation": "ablation", "grid": "grid", "search": f"{s.spec.search.sampler if s.spec.search else ''} search"}[s.mode]
+    what = {"ablation": "ablation", "grid": "grid", "learning_curve": f"learning curve over {len(s.sizes)} sizes",
+            "search": f"{s.spec.search.sampler if s.spec.search else ''} search"}[s.mode]
     folds = f", {s.spec.cv}-fold CV" if s.spec.cv else ""
-    return f"Study {s.name} ({what}, seeds {plan.seeds}{folds}): {snap.progress.line()}"
+    rule = s.seed_rule
+    seeds = (f"adaptive seeds {plan.seeds[0]}.. ({rule.min} to {rule.max}, 95% CI ±{rule.precision:g})" if rule
+             else f"seeds {plan.seeds}")
+    return f"Study {s.name} ({what}, {seeds}{folds}): {snap.progress.line()}"
 
 
 class Writer:
@@ -195,6 +216,10 @@ class Writer:
         write_text(f / TABLE_FULL_MD, to_markdown_full(snap.table, heading))
         write_text(f / TABLE_FULL_CSV, to_csv_full(snap.table))
         write_text(f / TABLE_FULL_TEX, to_latex_full(snap.table, heading))
+        if snap.curve is not None:
+            write_text(f / CURVE_MD, snap.curve.to_markdown(heading))
+            write_text(f / CURVE_CSV, snap.curve.to_csv())
+            write_json(f / CURVE_JSON, snap.curve.to_json())
         if final or time.monotonic() - self._last_figures >= self.figure_every:
             # here, not at the top: --status draws nothing (matplotlib)
             from cnnlab.studies.figures import draw_all
@@ -203,5 +228,9 @@ class Writer:
             draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None,
                      title=heading)
             draw_probe(self.plan, snap.rows, f)  # runs with train.probe: figures and table of probe.csv
+            if snap.curve is not None:
+                from cnnlab.studies.learning_curve_figure import draw_curve
+
+                draw_curve(snap.curve, f, title=heading)
             self._last_figures = time.monotonic()
         return snap

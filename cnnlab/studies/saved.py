@@ -71,7 +71,7 @@ def read_study(folder: Path) -> SavedStudy:
         study = load_study(Path(str(meta["study_file"])))
         if isinstance(meta.get("base_config"), dict):
             study = dataclasses.replace(study, base_raw=meta["base_config"])
-        plan = build_plan(study)
+        plan = build_plan(study, check_data=False)  # a learning curve's data need not be here to read its results
         storage = str(meta.get("storage") or "")
         if "://" not in storage:  # a journal file: the folder's own (it may have moved), else the one recorded
             journal = folder / JOURNAL

@@ -14,8 +14,11 @@
       params:
         optim.lr: {low: 1.0e-4, high: 0.1, log: true}
         train.batch_size: [32, 64, 128]
-    seeds: [0, 1, 2]
+    seeds: [0, 1, 2]                   # or adaptive: {min: 3, max: 12, precision: 0.005} (adaptive.py)
     cv: 5
+    mode: learning_curve               # every variant (axes: a curve each) at every size:
+    sizes: [25, 50, 100, 200, 400]     # images per class (data.train_per_class), or fractions (data.train_fraction)
+    target: 0.9                        # the study metric to reach: "about N images per class for 90%"
     metric: val_acc
     table: [val_acc, test_acc]         # the metrics in the table (the study metric always first), or:
     table: {metrics: [val_acc, test_acc], metric_style: error}   # accuracies shown as error = 1 - acc
@@ -26,7 +29,7 @@ from __future__ import annotations
 import copy
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,20 +93,53 @@ class TableSpec(_Strict):
         return value
 
 
+class SeedRule(_Strict):
+    """`seeds: {min, max, precision}`: each variant runs `min` seeds, then as many more (up to `max`) as
+    the 95% CIs of its mean and of its difference from the base need to be at most `precision` wide on
+    each side (Stein's two-stage procedure: adaptive.py)."""
+
+    min: int = Field(3, ge=2)  # the pilot seeds every variant runs; the spread is estimated from them
+    max: int = Field(ge=2)  # no variant runs more seeds than this
+    precision: float = Field(gt=0)  # the 95% CI half-width wanted, in the metric's units (0.005: half a point of accuracy)
+    start: int = 0  # the seeds are start, start + 1, ...
+
+    @model_validator(mode="after")
+    def _order(self) -> SeedRule:
+        if self.max < self.min:
+            raise PydanticCustomError("seeds", "max ({max}) is below min ({min}); give max >= min",
+                                      {"max": self.max, "min": self.min})
+        return self
+
+
 class StudySpec(_Strict):
     name: str | None = None
     base: str | dict[str, Any]
     overrides: dict[str, Any] = Field(default_factory=dict)
-    mode: Literal["ablation", "grid", "search"]
+    mode: Literal["ablation", "grid", "search", "learning_curve"]
     axes: dict[str, Any] = Field(default_factory=dict)
     search: SearchSpec | None = None
-    seeds: list[int] | None = Field(None, min_length=1)
+    seeds: list[int] | SeedRule | None = None  # a list, or {min, max, precision} for adaptive seeds
+    sizes: list[Any] | None = None  # learning_curve: images per class (ints) or fractions of the training split
+    target: float | None = None  # learning_curve: the study metric to reach (default: 10% less error than the largest size's)
     cv: int | None = Field(None, ge=2)
     metric: str = "val_acc"
     direction: Literal["auto", "maximize", "minimize"] = "auto"
     table: TableSpec | None = None  # a list of metrics, or {metrics: [...], metric_style: error}
     out_dir: str = "studies"
     workers: int = Field(1, ge=1)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _seeds(cls, value: Any) -> Any:
+        if value is None or isinstance(value, list) and value:
+            return value
+        if isinstance(value, dict):
+            try:
+                return SeedRule.model_validate(value)
+            except pydantic.ValidationError as e:
+                raise PydanticCustomError("seeds", "{msg}", {"msg": _seed_rule_error(e)}) from None
+        raise PydanticCustomError("seeds", "give a list of seeds, e.g. [0, 1, 2], or adaptive seeds "
+                                  "{min: 3, max: 12, precision: 0.005}")
 
 
 @dataclass(frozen=True)
@@ -162,13 +198,31 @@ class Study:
     table_metrics: list[str]
     metric_style: Literal["accuracy", "error"] = "accuracy"  # table.metric_style: accuracy or error (1 - acc)
 
+    sizes: list[int | float] = field(default_factory=list)  # learning_curve: ascending, ints or fractions
+
     @property
     def mode(self) -> str:
         return self.spec.mode
 
     @property
+    def seed_rule(self) -> SeedRule | None:
+        """Adaptive seeds, or None for a fixed list."""
+        return self.spec.seeds if isinstance(self.spec.seeds, SeedRule) else None
+
+    @property
     def folder(self) -> Path:
         return Path(self.spec.out_dir).expanduser() / self.name
+
+
+def _seed_rule_error(e: pydantic.ValidationError) -> str:
+    """The first problem of an adaptive `seeds:` mapping, in words."""
+    first = e.errors()[0]
+    key = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown key '{key}'{suggest(key, list(SeedRule.model_fields))}; adaptive seeds take min, max, precision, start"
+    if first["type"] == "missing":
+        return f"{key} is missing; adaptive seeds need max and precision, e.g. {{min: 3, max: 12, precision: 0.005}}"
+    return f"{key}: {first['msg']}" if key else first["msg"]
 
 
 def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Study:
@@ -200,7 +254,7 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     else:
         if spec.search is not None:
             raise ConfigError(f"{where}: search: only used with mode: search (this study is mode: {spec.mode})")
-        if not axes:
+        if not axes and spec.mode != "learning_curve":
             raise ConfigError(f"{where}: axes: mode '{spec.mode}' needs at least one axis, e.g. axes: {{model.dropout: [0.0, 0.5]}}")
     table = spec.table or TableSpec()
     metrics = [spec.metric, *(table.metrics or (["test_acc"] if spec.metric != "test_acc" else []))]
@@ -211,8 +265,57 @@ def load_study(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) ->
     if spec.metric.startswith(("test_", "best_test", "final_test")) and spec.mode == "search":
         raise ConfigError(f"{where}: metric: searching on '{spec.metric}' tunes on the test set; use a val_ metric")
     direction = spec.direction if spec.direction != "auto" else default_direction(spec.metric)
+    _check_seeds(spec, where)
     return Study(path, spec, name, base_raw, axes, params, direction, list(dict.fromkeys(metrics)),
-                 table.metric_style)
+                 table.metric_style, _sizes(spec, where))
+
+
+def _check_seeds(spec: StudySpec, where: str) -> None:
+    if not isinstance(spec.seeds, SeedRule):
+        return
+    if spec.mode == "search":
+        raise ConfigError(f"{where}: seeds: adaptive seeds work with mode ablation, grid or learning_curve; a search "
+                          "trial runs all its seeds at once, so give a list, e.g. seeds: [0, 1, 2]")
+    if spec.cv:
+        raise ConfigError(f"{where}: seeds: adaptive seeds count independent runs, and the folds of one seed are not "
+                          "independent; remove cv: or give a list of seeds")
+
+
+SIZE_KEYS = ("data.train_per_class", "data.train_fraction")
+
+
+def size_key(study: Study) -> str:
+    """The data key a learning curve's sizes set: images per class, or a fraction of every class."""
+    return SIZE_KEYS[0] if all(isinstance(n, int) for n in study.sizes) else SIZE_KEYS[1]
+
+
+def _sizes(spec: StudySpec, where: str) -> list[int | float]:
+    """learning_curve's sizes, ascending: all whole images per class, or all fractions in (0, 1]."""
+    at = f"{where}: sizes"
+    if spec.mode != "learning_curve":
+        for key in ("sizes", "target"):
+            if getattr(spec, key) is not None:
+                raise ConfigError(f"{where}: {key}: only used with mode: learning_curve (this study is mode: {spec.mode})")
+        return []
+    if not spec.sizes or len(spec.sizes) < 2:
+        raise ConfigError(f"{at}: a learning curve needs at least two sizes, e.g. sizes: [50, 100, 200, 400] "
+                          "(images per class) or [0.1, 0.25, 0.5, 1.0] (fractions of the training split)")
+    numbers = [v for v in spec.sizes if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    whole = all(isinstance(v, int) and v > 0 for v in spec.sizes)
+    fractions = len(numbers) == len(spec.sizes) and all(isinstance(v, float) and 0 < v <= 1 for v in numbers)
+    if not (whole or fractions):
+        raise ConfigError(f"{at}: give whole numbers of images per class (e.g. [50, 100, 200]) or fractions of the "
+                          f"training split in (0, 1] (e.g. [0.1, 0.5, 1.0]), not a mix (got {spec.sizes})")
+    if len(set(spec.sizes)) != len(spec.sizes):
+        raise ConfigError(f"{at}: {spec.sizes} repeats a size; list each once")
+    metric = epoch_metric(spec.metric)
+    if metric.startswith("train_"):
+        raise ConfigError(f"{where}: metric: a learning curve measures held-out images; use a val_ or test_ metric, "
+                          f"not '{spec.metric}'")
+    if spec.target is not None and not metric.endswith(("_loss",)) and not 0 < spec.target < 1:
+        raise ConfigError(f"{where}: target: {spec.target:g} is not an accuracy in (0, 1) for metric {spec.metric}; "
+                          "e.g. target: 0.9 for 90%")
+    return sorted(spec.sizes)
 
 
 def read_spec(path: Path) -> StudySpec:

@@ -8,6 +8,10 @@ n, best epoch and failures, one mean +- std column per other metric) and the ful
 (table_full.py: every statistic of every metric). With metric_style "error" the
 table's metrics are error names (val_error = 1 - val_acc, val_top5_error = 1 - val_top5):
 `value_of` reads them from a results row or a history entry.
+
+With adaptive seeds (adaptive.py) the CIs and p-values are Stein's (stats.stein_summary,
+stein_compare: spread from the pilot seeds) and a "seeds" column says how many seeds each
+variant runs and why it stopped there.
 """
 
 from __future__ import annotations
@@ -18,7 +22,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.studies.spec import epoch_metric
-from cnnlab.studies.stats import Comparison, Summary, compare, holm, summarize
+from cnnlab.studies.stats import (
+    Comparison,
+    Summary,
+    compare,
+    holm,
+    stein_compare,
+    stein_summary,
+    summarize,
+)
 
 ACCURACY_ENDINGS = ("_acc", "_top5")
 
@@ -34,6 +46,7 @@ class VariantInfo:
     label: str
     columns: dict[str, str] = field(default_factory=dict)
     is_base: bool = False
+    seeds: str | None = None  # adaptive seeds: "7: precision ±0.005" (how many, and why it stopped)
 
 
 @dataclass
@@ -70,6 +83,8 @@ class Table:
     reference_rule: str  # "base" or "best"
     samples: dict[str, dict[str, dict[Any, float]]] = field(default_factory=dict)  # variant -> metric -> run -> value
     maximize: bool = True  # the direction of metrics[0], the study metric that ranks the rows
+    stein: bool = False  # adaptive seeds: CIs and tests are Stein's (spread from the pilot seeds)
+    notes: list[str] = field(default_factory=list)  # lines printed under the legend (a learning curve's answer)
 
     def row(self, label: str) -> TableRow:
         return next(r for r in self.rows if r.info.label == label)
@@ -114,7 +129,8 @@ def metric_label(metric: str) -> str:
 
 
 def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics: list[str],
-                columns: list[str], reference: str = "base", maximize: bool | None = None) -> Table:
+                columns: list[str], reference: str = "base", maximize: bool | None = None,
+                pilot: set[Any] | None = None) -> Table:
     """Aggregate results rows (one per run) into variant rows; only completed runs enter the numbers.
 
     metrics[0] is the study metric: rows are ranked by its mean (best first, `maximize` or, by
@@ -123,6 +139,7 @@ def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics
     metric's per-epoch series (the row's history) was best.
     reference: "base" compares with the base variant when there is one, else with the best;
     "best" always compares with the variant whose first metric has the best mean.
+    pilot: with adaptive seeds, the (seed, fold) of the pilot runs: CIs and tests become Stein's.
     """
     if maximize is None:
         maximize = not lower_is_better(metrics[0])
@@ -139,7 +156,8 @@ def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics
         ok = [r for r in runs if r["status"] in OK]
         samples[v.label] = {m: {(r.get("seed"), r.get("fold")): value_of(r, m) for r in ok
                                 if value_of(r, m) is not None} for m in metrics}
-        cells = {m: Cell(summarize(list(samples[v.label][m].values()))) for m in metrics}
+        cells = {m: Cell(summarize(list(samples[v.label][m].values())) if pilot is None
+                         else stein_summary(samples[v.label][m], pilot)) for m in metrics}
         epochs = [e for e in (best_epoch(r, metrics[0], maximize) for r in ok) if e is not None]
         table_rows.append(TableRow(v, counts, cells, best_epoch=sum(epochs) / len(epochs) if epochs else None))
 
@@ -154,7 +172,8 @@ def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics
         if ref is not None:
             for r in table_rows:
                 if r.info.label != ref:
-                    r.cells[m].comparison = compare(samples[r.info.label][m], samples[ref][m])
+                    a, b = samples[r.info.label][m], samples[ref][m]
+                    r.cells[m].comparison = compare(a, b) if pilot is None else stein_compare(a, b, pilot)
             others = [r for r in table_rows if r.info.label != ref]
             adjusted = holm([r.cells[m].comparison.p for r in others])
             for r, p in zip(others, adjusted):
@@ -166,7 +185,7 @@ def build_table(rows: list[dict[str, Any]], variants: list[VariantInfo], metrics
             for r in table_rows:
                 r.cells[m].best = r.cells[m].summary.mean == best
     rule = "base" if ref is not None and any(r.info.is_base and r.info.label == ref for r in table_rows) else "best"
-    return Table(metrics, columns, table_rows, ref, rule, samples, maximize)
+    return Table(metrics, columns, table_rows, ref, rule, samples, maximize, stein=pilot is not None)
 
 
 def best_epoch(row: dict[str, Any], metric: str, maximize: bool) -> int | None:
@@ -281,7 +300,8 @@ def header_cells(table: Table) -> list[str]:
     """The compact table's headings: rank, variant, the study metric and its statistics, the others."""
     ref = "base" if table.reference_rule == "base" else "best"
     m = table.metric
-    return ["#", "variant", metric_label(m), "95% CI", f"Δ vs {ref}", "p (Holm)", "n", "best epoch", "failures",
+    seeds = ["seeds: why stopped"] if table.stein else []
+    return ["#", "variant", metric_label(m), "95% CI", f"Δ vs {ref}", "p (Holm)", "n", *seeds, "best epoch", "failures",
             *(metric_label(o) for o in table.metrics[1:])]
 
 
@@ -293,8 +313,9 @@ def body_cells(table: Table, row: TableRow, bold: tuple[str, str] = ("**", "**")
 
     m = table.metric
     diff = diff_texts(table, row, m)[0]
+    seeds = [row.info.seeds or ""] if table.stein else []
     return [str(row.rank) if row.rank else "-", _variant(table, row), shown(m), ci_text(m, row.cells[m].summary), diff,
-            _p_holm(table, row), str(row.n), _epoch(row.best_epoch), _failures(row),
+            _p_holm(table, row), str(row.n), *seeds, _epoch(row.best_epoch), _failures(row),
             *(shown(o) for o in table.metrics[1:])]
 
 
@@ -307,15 +328,25 @@ def reference_phrase(table: Table) -> str:
     return f"the best variant ({table.reference})"
 
 
+def statistics_phrase(table: Table) -> str:
+    """How the CIs, differences and p-values were computed (both tables' legends)."""
+    ref = reference_phrase(table)
+    if table.stein:
+        return ("adaptive seeds, Stein's two-stage procedure: 95% CI of the mean over the n runs with the spread of "
+                f"the pilot seeds (t with pilot - 1 degrees of freedom); Δ: mean paired difference from {ref} over "
+                "the seeds both ran; p: Stein's t-test of that difference (spread of the pilot pairs), "
+                "Holm-corrected for the number of variants; * p < 0.05. seeds: how many the variant runs and why "
+                "it stopped there (the precision reached, or max).")
+    return (f"95% CI of the mean (t distribution). Δ: difference of means from {ref}; p: paired t-test when both "
+            "variants ran the same seeds/folds, else Welch's, Holm-corrected for the number of variants; * p < 0.05.")
+
+
 def legend(table: Table) -> str:
     m = metric_label(table.metric)
-    ref = reference_phrase(table)
     errors = [o for o in table.metrics if o != source_metric(o)]
     error_note = f" Errors are 1 - accuracy ({', '.join(errors)})." if errors else ""
     return (f"Ranked by {m}, {'higher' if table.maximize else 'lower'} is better. Metrics: mean ± sample std "
-            f"over the n completed runs (seeds/folds); 95% CI of the mean (t distribution). Δ: difference of "
-            f"means from {ref}; p: paired t-test when both variants ran the same seeds/folds, else Welch's, "
-            "Holm-corrected for the number of variants; * p < 0.05. best epoch: mean over runs of the epoch "
+            f"over the n completed runs (seeds/folds); {statistics_phrase(table)} best epoch: mean over runs of the epoch "
             f"where {epoch_metric(table.metric)} was best. failures: runs in no number (failed, diverged, pruned). "
             f"Bold: best mean per column; n/a: too few runs.{error_note} Every statistic of every metric: table_full.md.")
 
@@ -323,8 +354,10 @@ def legend(table: Table) -> str:
 def to_markdown(table: Table, title: str) -> str:
     """The compact table (what the terminal prints and table.md holds)."""
     head = header_cells(table)
-    rule = "|" + "".join("---|" if i == 1 else "--:|" for i in range(len(head)))  # numbers right-aligned
-    return markdown_table(title, head, rule, [body_cells(table, r) for r in table.rows], legend(table))
+    left = {1, head.index("seeds: why stopped")} if table.stein else {1}  # the variant and the seeds' reason
+    rule = "|" + "".join("---|" if i in left else "--:|" for i in range(len(head)))  # numbers right-aligned
+    notes = "".join(f"\n{line}\n" for line in table.notes)
+    return markdown_table(title, head, rule, [body_cells(table, r) for r in table.rows], legend(table)) + notes
 
 
 def markdown_table(title: str, head: list[str], rule: str, rows: list[list[str]], legend_text: str) -> str:
@@ -342,6 +375,8 @@ def to_csv(table: Table) -> str:
             *(f"{m}_{s}" for s in ("mean", "std", "ci_low", "ci_high", "diff", "p", "p_holm", "test")), "best_epoch"]
     for o in table.metrics[1:]:
         head += [f"{o}_mean", f"{o}_std"]
+    if table.stein:
+        head.append("seeds")
     w.writerow(head)
     for row in table.rows:
         c = row.cells[m]
@@ -353,6 +388,8 @@ def to_csv(table: Table) -> str:
                           raw_number(cmp.diff), raw_number(cmp.p), raw_number(c.p_holm), cmp.test or "", raw_number(row.best_epoch)]
         for o in table.metrics[1:]:
             out += [raw_number(row.cells[o].summary.mean), raw_number(row.cells[o].summary.std)]
+        if table.stein:
+            out.append(row.info.seeds or "")
         w.writerow(out)
     return buf.getvalue()
 

@@ -18,13 +18,14 @@ from cnnlab.studies.table import (
     raw_number,
     reference_phrase,
     scale,
+    statistics_phrase,
     tex_escape,
 )
 
 
 def header_cells_full(table: Table) -> list[str]:
     ref = "base" if table.reference_rule == "base" else "best"
-    cells = ["variant", *table.columns, "n", "not counted"]
+    cells = ["variant", *table.columns, "n", *(["seeds"] if table.stein else []), "not counted"]
     for m in table.metrics:
         unit = " (%)" if scale(m)[0] == 100 else ""
         cells += [f"{m}{unit} mean ± std", "95% CI", f"Δ vs {ref}", "p"]
@@ -32,7 +33,8 @@ def header_cells_full(table: Table) -> list[str]:
 
 
 def body_cells_full(table: Table, row: TableRow, bold: tuple[str, str] = ("**", "**")) -> list[str]:
-    cells = [row.info.label, *(row.info.columns.get(c, "") for c in table.columns), str(row.n), row.not_counted()]
+    cells = [row.info.label, *(row.info.columns.get(c, "") for c in table.columns), str(row.n),
+             *([row.info.seeds or ""] if table.stein else []), row.not_counted()]
     for m in table.metrics:
         cell = row.cells[m]
         text = mean_std_text(m, cell.summary)
@@ -44,6 +46,10 @@ def body_cells_full(table: Table, row: TableRow, bold: tuple[str, str] = ("**", 
 
 def legend_full(table: Table) -> str:
     ref = reference_phrase(table)
+    if table.stein:
+        phrase = statistics_phrase(table)
+        return (f"n: completed runs in the statistics. Mean ± sample std over seeds. {phrase[:1].upper()}{phrase[1:]} "
+                "Bold: best mean per column. n/a: fewer than 2 pilot runs (no spread, no test).")
     return (f"n: completed runs in the statistics. Mean ± sample std over seeds/folds; 95% CI of the mean "
             f"(t distribution). Δ: difference of means from {ref}; p: paired t-test when both variants ran "
             "the same seeds/folds, else Welch's t-test; * p < 0.05 after Holm's correction for the number "

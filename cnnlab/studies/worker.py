@@ -2,7 +2,10 @@
 
 Any number of these run at once, in one or many processes on one or many machines, all
 against the same storage; a worker ends when nothing is waiting and no other live worker
-holds a trial that might still need a retry.
+holds a trial that might still need a retry. With adaptive seeds the runs wanted grow as
+results arrive (adaptive.py): every tidy of the queue recomputes them from the storage, so the
+worker that finishes a pilot enqueues the seeds it asks for, and a worker waiting on another's
+trial picks them up.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.callbacks import Callback, StopTraining
 from cnnlab.lease import Heartbeat
+from cnnlab.studies.adaptive import results_by_key, wanted_units
 from cnnlab.studies.execute import run_unit
 from cnnlab.studies.plan import Plan, Unit, search_variant, trial_key
 from cnnlab.studies.spec import Param, choice_value, epoch_metric
@@ -104,7 +108,9 @@ class Worker:
     def _wanted(self, trials: list[FrozenTrial]) -> dict[str, dict[str, Any]]:
         """Keys that must end with a result: every planned run, or every search trial begun."""
         if self.study.mode != "search":
-            return {u.key: {} for u in self.plan.units}
+            units = (wanted_units(self.plan, results_by_key(trials)) if self.study.seed_rule is not None
+                     else self.plan.units)
+            return {u.key: {} for u in units}
         wanted: dict[str, dict[str, Any]] = {}
         for t in trials:
             if "duplicate" not in t.user_attrs and "over_budget" not in t.user_attrs:
