@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from cnnlab.lease import HOST, PARENT_ENV, exit_with_parent
 from cnnlab.rundir import Run
 from cnnlab.studies import STUDY_JSON, slurm, slurm_checks
 from cnnlab.studies.plan import Plan, build_plan
-from cnnlab.studies.results import Snapshot, Writer, snapshot
+from cnnlab.studies.results import FIGURES_EVERY_S, Snapshot, Writer, snapshot
 from cnnlab.studies.spec import Study, epoch_metric, load_study
 from cnnlab.studies.store import Store, make_storage, storage_label
 from cnnlab.studies.worker import Worker
@@ -225,10 +226,13 @@ def run_worker(path: Path, overrides: list[str], storage: str | None, threads: i
 
     opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
-    writer = Writer(opened.plan, opened.store, opened.folder)
+    # The figures while the study runs are one process's: the launching one (worker 0), or Slurm task 0;
+    # drawn by every worker they would only be drawn again, at the cost of the runs.
+    first_task = in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0"
+    writer = Writer(opened.plan, opened.store, opened.folder, figure_every=FIGURES_EVERY_S if first_task else math.inf)
     with limited_threads(threads or torch.get_num_threads()):
         ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
-    if in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0":
+    if first_task:
         # The study is complete (a worker returns only then): task 0 draws the final figures,
         # the others have written the tables after each of their runs.
         writer(final=True)

@@ -197,10 +197,15 @@ def title(plan: Plan, snap: Snapshot) -> str:
     return f"Study {s.name} ({what}, {seeds}{folds}): {snap.progress.line()}"
 
 
-class Writer:
-    """Writes the study outputs; figures at most every `figure_every` seconds until the end."""
+FIGURES_EVERY_S = 300.0  # the study's figures while it runs: at most this often (the tables: after every run)
 
-    def __init__(self, plan: Plan, store: Store, folder: Path, figure_every: float = 60.0):
+
+class Writer:
+    """Writes the study outputs: the tables after every run, the figures at most every `figure_every`
+    seconds until the end (a 160-variant table.png alone takes seconds to draw: drawn every minute by
+    every worker it was a fifth of a grid of small runs' time; bench/RESULTS.md, "Study overhead")."""
+
+    def __init__(self, plan: Plan, store: Store, folder: Path, figure_every: float = FIGURES_EVERY_S):
         self.plan, self.store, self.folder = plan, store, folder
         self.figure_every = figure_every
         self._last_figures = time.monotonic()

@@ -9,6 +9,7 @@ and draws, the others follow it (rundir.Follower).
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,7 +174,7 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
     """Train under the run's lock, from its start (`first`: init.pt is written after on_run_start)
     or where it stopped; summary.json says how it ended, whatever happens. `shared`: curves.png
     is drawn once, when the training loop ends however it ends, not after every epoch."""
-    env = rundir.environment()  # once: it asks git
+    env = _environment() if shared else rundir.environment()  # once a run: it asks git
     status, reason = "completed", None
     resumed = trainer.state.epoch > 0 or trainer.position() != "after epoch 0"
     context = RunContext(run.path, session.cfg.to_dict(), session.bundle.classes, session.cfg.train.epochs,
@@ -231,6 +232,13 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
                 raise ended
     distributed.finish()
     return RunResult(run.path, summary)
+
+
+@functools.cache
+def _environment() -> dict[str, Any]:
+    """The environment of a run of many (a study worker's): asked once per process, as git's two
+    commands cost a small run a tenth of its time (bench/RESULTS.md, "Study overhead")."""
+    return rundir.environment()
 
 
 @contextlib.contextmanager
