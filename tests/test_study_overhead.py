@@ -66,7 +66,7 @@ def without_seconds(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
 
 
-@pytest.mark.parametrize("engine", ["torch", "scratch"])
+@pytest.mark.parametrize("engine", ["torch", pytest.param("scratch", marks=pytest.mark.heavy)])
 def test_study_runs_share_data_and_figures_and_equal_runs_made_alone(tmp_path, mnist_small, monkeypatch, capsys,
                                                                      engine):
     model = {"name": "cnn", "channels": [4], "norm": "batch"} if engine == "torch" else \

@@ -63,6 +63,16 @@ def test_paired_when_seeds_match_by_hand():
     assert compare({0: 0.5, 1: 0.5}, {0: 0.5, 1: 0.5}).p is None
 
 
+def test_pairs_that_all_differ_by_the_same_amount_have_no_p_value():
+    # Two seeds, each one validation image (of 500) apart: the t-test would make float noise "significant".
+    base = {0: 0.949, 1: 0.942}
+    variant = {0: 0.947, 1: 0.940}
+    c = compare(variant, base)
+    assert c.test == "paired" and c.p is None and c.diff == pytest.approx(-0.002)
+    assert compare({0: 0.95, 1: 0.9}, {0: 0.95, 1: 0.9}).p is None  # identical: nothing to test either
+    assert compare({0: 0.947, 1: 0.941}, base).p == pytest.approx(sps.ttest_rel([0.947, 0.941], [0.949, 0.942]).pvalue)
+
+
 def test_holm_by_hand():
     # Sorted p: 0.01, 0.03, 0.04 with m = 3 -> 0.03, 0.06, max(0.06, 0.04) = 0.06.
     assert holm([0.04, None, 0.01, 0.03]) == pytest.approx([0.06, None, 0.03, 0.06])

@@ -229,14 +229,14 @@ class LearningCurve:
         how = "" if self.target_given else " (default target: 10% less error than the best mean at the largest size)"
         out = []
         for c in self.curves:
-            name = f"{c.label}: " if len(self.curves) > 1 else ": "
+            name = f" {c.label}" if len(self.curves) > 1 else ""
             if c.fit is None or c.answer is None:
-                out.append(f"Learning curve {name}too few completed runs to fit a power law.")
+                out.append(f"Learning curve{name}: too few completed runs to fit a power law.")
                 continue
             n, low, high = c.answer
             if not math.isfinite(n):
                 floor = f" (its floor c = {fmt_num(self.metric, c.fit.params[2])})" if c.fit.floor else ""
-                out.append(f"Learning curve {name}the fit{floor} never reaches {self.target_text()}{how}.")
+                out.append(f"Learning curve{name}: the fit{floor} never reaches {self.target_text()}{how}.")
                 continue
             top = "no upper bound" if not math.isfinite(high) else self.size_text(high)
             largest, smallest = max(self.sizes), min(self.sizes)
@@ -248,7 +248,7 @@ class LearningCurve:
             else:
                 where = "within the sizes measured"
             unit = self.unit if self.per_class else "of the training split"
-            out.append(f"Learning curve {name}about {self.size_text(n)} {unit} (95% CI {self.size_text(low)} "
+            out.append(f"Learning curve{name}: about {self.size_text(n)} {unit} (95% CI {self.size_text(low)} "
                        f"to {top}) for {self.target_text()}{how}; {where}. Fit: {c.fit.formula(self.metric)} "
                        f"({c.fit.note}).")
         return out
