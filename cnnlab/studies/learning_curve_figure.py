@@ -66,6 +66,14 @@ def draw_curve(lc: LearningCurve, folder: Path, title: str | None = None) -> Pat
                    label=f"target: {lc.target_text()}" + ("" if lc.target_given else " (default)"))
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Plain numbers on both log axes (matplotlib's default writes 7 x 10^1 for 70%), minor ticks labelled
+    # on the error axis, which often spans less than a decade.
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.set_xlabel("training images per class" if lc.per_class else "fraction of the training split")
     ax.set_ylabel(metric_label(lc.metric))
     ax.grid(alpha=0.3, which="both")
