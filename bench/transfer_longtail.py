@@ -132,7 +132,10 @@ def pretrain(csvs: dict, p: dict, work: Path, log: Path) -> Path:
     """The small VGG trained on all of A: the run the fine-tuning starts from."""
     o = {**data_overrides(csvs["A"]), "data.val_fraction": 0.1, "data.limit_val": p["limit_val"],
          "data.limit_test": p["limit_test"], "train.epochs": p["pretrain_epochs"], "train.batch_size": p["batch_size"],
-         "train.out_dir": str(work / "pretrain"), "name": "pretrain_A"}
+         "train.out_dir": str(work / "pretrain"), "name": "pretrain_A",
+         # One thread: on the shared, loaded 2-core VM an epoch took 1.5 s with 1 thread against 5.5 s
+         # with torch's 2 (threads waiting on each other when the other core is taken).
+         "train.threads": 1}
     return Path(cnnlab(["train", str(PRESET), *overrides_list(o), "-q"], log))
 
 
