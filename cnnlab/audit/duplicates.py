@@ -173,17 +173,19 @@ def _runner_up(pairs: np.ndarray, corr: np.ndarray, ids: np.ndarray) -> np.ndarr
 
 def shifted_correlation(gray: np.ndarray, pairs: np.ndarray, full: bool = False) -> np.ndarray:
     """Per pair, the best Pearson correlation of the 16 x 16 thumbnails' central 14 x 14 (full: the
-    32 x 32 thumbnails' central 30 x 30) over shifts of one pixel either way (in chunks, to bound memory)."""
+    32 x 32 thumbnails' central 30 x 30) over shifts of one pixel either way (in chunks, to bound memory).
+    Each image's windows are standardised once per chunk, not once per pair it is in."""
     out = np.empty(len(pairs), dtype=np.float32)
     for start in range(0, len(pairs), _CHUNK):
         p = pairs[start:start + _CHUNK]
-        a, b = (gray[p[:, i]].astype(np.float32) if full else _half(gray[p[:, i]]) for i in (0, 1))
+        (ua, ia), (ub, ib) = (np.unique(p[:, i], return_inverse=True) for i in (0, 1))
+        a, b = (gray[u].astype(np.float32) if full else _half(gray[u]) for u in (ua, ub))
         e = a.shape[1] - 1
-        a = _standardised(a[:, 1:e, 1:e].reshape(len(p), -1))
+        a = _standardised(a[:, 1:e, 1:e].reshape(len(ua), -1))[ia]
         best = np.full(len(p), -1.0, dtype=np.float32)
         for dy in (-1, 0, 1):
             for dx in (-1, 0, 1):
-                w = _standardised(b[:, 1 + dy:e + dy, 1 + dx:e + dx].reshape(len(p), -1))
+                w = _standardised(b[:, 1 + dy:e + dy, 1 + dx:e + dx].reshape(len(ub), -1))[ib]
                 best = np.maximum(best, np.einsum("ij,ij->i", a, w))
         out[start:start + len(p)] = best
     return out
@@ -194,21 +196,22 @@ def aligned_correlation(gray: np.ndarray, pairs: np.ndarray, zooms: tuple[int, .
     """Per pair, the best Pearson correlation of the 32 x 32 thumbnails' central 26 x 26 when one of
     the two is zoomed in by cropping 0-3 pixels a side (scaled back to 32 x 32) and shifted by up to
     2 pixels either way: a shifted or cropped copy lines up with its original, two different
-    images do not."""
+    images do not. Each image's zooms and windows are standardised once per chunk, not per pair."""
     out = np.empty(len(pairs), dtype=np.float32)
     for start in range(0, len(pairs), chunk):
         p = pairs[start:start + chunk]
-        a, b = gray[p[:, 0]].astype(np.float32), gray[p[:, 1]].astype(np.float32)
+        sides = [np.unique(p[:, i], return_inverse=True) for i in (0, 1)]
         best = np.full(len(p), -1.0, dtype=np.float32)
-        for x, y, which in ((a, b, zooms), (b, a, zooms[1:])):
-            windows = {(dy, dx): _standardised(y[:, 3 + dy:29 + dy, 3 + dx:29 + dx].reshape(len(p), -1))
+        for (ux, ix), (uy, iy), which in ((sides[0], sides[1], zooms), (sides[1], sides[0], zooms[1:])):
+            x, y = gray[ux].astype(np.float32), gray[uy].astype(np.float32)
+            windows = {(dy, dx): _standardised(y[:, 3 + dy:29 + dy, 3 + dx:29 + dx].reshape(len(uy), -1))
                        for dy in range(-2, 3) for dx in range(-2, 3)}
             for c in which:
-                xw = _standardised(_zoom(x, c)[:, 3:29, 3:29].reshape(len(p), -1))
+                xw = _standardised(_zoom(x, c)[:, 3:29, 3:29].reshape(len(ux), -1))[ix]
                 reach = 2 if c == 0 else 1  # a crop moves the centre by at most 1.5 pixels
                 for (dy, dx), w in windows.items():
                     if max(abs(dy), abs(dx)) <= reach:
-                        best = np.maximum(best, np.einsum("ij,ij->i", xw, w))
+                        best = np.maximum(best, np.einsum("ij,ij->i", xw, w[iy]))
         out[start:start + len(p)] = best
     return out
 
