@@ -3,7 +3,7 @@ base, run with `seeds: {min, max, precision}`, against the fixed number of seeds
 precision.
 
 The study (MNIST, a small CNN, a short run each) has the base, a close variant (a little dropout) and a
-clearly worse one (a tenth of the learning rate). Each variant runs the pilot seeds, then as many as
+clearly worse one (a hundredth of the learning rate). Each variant runs the pilot seeds, then as many as
 Stein's rule asks for (adaptive.py). From the spread of every variant's runs (and of its paired
 difference from the base) the script then works out the fixed count a plain `seeds: [0, ..., n-1]`
 study needs for its ordinary t CIs (means and differences) to be as narrow: every variant runs that
@@ -21,6 +21,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -46,9 +47,9 @@ def fixed_count(values: list[float], precision: float, cap: int = 1000) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min", type=int, default=4)
-    ap.add_argument("--max", type=int, default=12)
+    ap.add_argument("--max", type=int, default=16)
     ap.add_argument("--precision", type=float, default=0.01)
-    ap.add_argument("--train", type=int, default=2000, help="training images (data.limit_train)")
+    ap.add_argument("--train", type=int, default=4000, help="training images (data.limit_train)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "adaptive_seeds")
@@ -67,12 +68,13 @@ def main() -> None:
                  "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
                  "train": {"epochs": args.epochs, "batch_size": 64}},
         "mode": "ablation",
-        "axes": {"close": {"dropout_0.1": {"model.dropout": 0.1}}, "clear": {"lr_0.005": {"optim.lr": 0.005}}},
+        "axes": {"close": {"dropout_0.1": {"model.dropout": 0.1}}, "clear": {"lr_0.0005": {"optim.lr": 0.0005}}},
         "seeds": {"min": args.min, "max": args.max, "precision": args.precision},
         "metric": "val_acc", "table": ["val_acc"], "out_dir": str(args.out / "studies"),
     }
     study = args.out / f"{name}.yaml"
     study.write_text(yaml.safe_dump(spec, sort_keys=False))
+    shutil.rmtree(args.out / "studies" / name, ignore_errors=True)  # a fresh study: each run measures anew
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "cnnlab", "study", str(study), "--workers", str(args.workers)], check=True,
                    cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
