@@ -88,6 +88,8 @@ class ModelConfig(_Open):
     """Distributed runs on GPUs: BatchNorm layers become SyncBatchNorm (statistics over the global batch, not each process's part); checkpoints keep plain BatchNorm names and shapes."""
     init_from: str | None = None
     """Start from another run's weights instead of random ones: a cnnlab run directory (its best checkpoint), a checkpoint, or a state dict (.pt/.pth/.bin, .safetensors). Tensors whose name and shape match are copied; the others (a head for other classes) keep their fresh initialisation; the banner and init_from.json say which, with the file's SHA-256."""
+    init_head: Literal["keep", "new"] = "keep"
+    """With init_from: keep copies the source's head (the last Linear layer) when its shape fits; new leaves it freshly initialised, for a source trained on other classes of the same number (fine-tuning CIFAR-10 classes 5-9 from a net of classes 0-4)."""
 
 
 class OptimConfig(_Open):

@@ -67,6 +67,26 @@ def test_a_run_starts_from_another_runs_weights_but_its_own_head(source_run, fiv
     assert f"weights from {source_run} (sha256 {digest[:12]})" in out.read_text()
 
 
+def test_init_head_new_leaves_a_head_of_the_same_shape_fresh(source_run, mnist_small, tmp_path, capsys):
+    # The same ten classes (so the head's shapes fit): keep copies the head, new leaves it as the seed gives it.
+    data = {"format": "idx", "path": str(mnist_small), "limit_train": 300}
+    source = torch.load(source_run / "best.pt", weights_only=True)["model"]
+    kept = torch.load(_train(tmp_path, "keep", data, init_from=str(source_run)) / "init.pt", weights_only=True)["model"]
+    assert all(torch.equal(kept[k], source[k]) for k in source)
+    run = _train(tmp_path, "new", data, init_from=str(source_run), init_head="new")
+    new = torch.load(run / "init.pt", weights_only=True)["model"]
+    fresh = torch.load(_train(tmp_path, "fresh", data) / "init.pt", weights_only=True)["model"]
+    head = [k for k in new if not torch.equal(new[k], source[k])]
+    assert len(head) == 2 and all(torch.equal(new[k], fresh[k]) for k in head)  # the last Linear: weight, bias
+    report = json.loads((run / "init_from.json").read_text())
+    assert sorted(report["new"]) == sorted(head) and report["loaded"] == len(new) - 2
+    cfg = write_config(tmp_path / "bad" / "c.yaml", data, model={**MODEL, "init_from": str(source_run), "init_head": "fresh"})
+    capsys.readouterr()
+    assert main(["train", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "model.init_head" in err and "\n" not in err and not (tmp_path / "bad" / "runs").exists()
+
+
 def test_a_plain_state_dict_with_wrapper_prefixes_and_a_resume_without_the_source(source_run, mnist_small, tmp_path,
                                                                                  capsys):
     weights = torch.load(source_run / "best.pt", weights_only=True)["model"]

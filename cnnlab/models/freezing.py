@@ -11,6 +11,15 @@ from cnnlab.lazy import lazy
 nn = lazy("torch.nn")
 
 
+def head_parameters(model: nn.Module, key: str) -> list[str]:
+    """The names of the head's parameters: those of the last nn.Linear layer (`key`: the config key
+    its error names)."""
+    linear = [name for name, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linear:
+        raise ConfigError(f"{key}: the head means the last nn.Linear layer, and this model has none")
+    return [f"{linear[-1]}.{n}" if linear[-1] else n for n, _ in model.get_submodule(linear[-1]).named_parameters()]
+
+
 def frozen_names(model: nn.Module, until: str) -> list[str]:
     """The parameters frozen: all before the head's (the last Linear layer), or before the first
     parameter whose name starts with `until`."""

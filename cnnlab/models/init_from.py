@@ -84,10 +84,19 @@ def read_weights(path: Path, key: str = "model.init_from") -> dict[str, Any]:
     return out
 
 
-def initialise(model: Any, source: str) -> dict[str, Any]:
-    """Copy what fits from `source` into `model` (in place); the report of what happened."""
+def initialise(model: Any, source: str, head: str = "keep") -> dict[str, Any]:
+    """Copy what fits from `source` into `model` (in place); the report of what happened. `head`: new
+    leaves the head's tensors out (model.init_head), so it keeps its fresh initialisation."""
     path = source_file(source)
-    return copy_matching(model, read_weights(path), path, str(source), "model.init_from")
+    weights = read_weights(path)
+    if head == "new":
+        from cnnlab.models.freezing import head_parameters
+
+        if not hasattr(model, "named_modules"):
+            raise ConfigError("model.init_head: new needs the torch engine (engine: torch)")
+        drop = set(head_parameters(model, "model.init_head"))
+        weights = {k: v for k, v in weights.items() if k not in drop}
+    return copy_matching(model, weights, path, str(source), "model.init_from")
 
 
 def copy_matching(model: Any, weights: dict[str, Any], path: Path, source: str, key: str) -> dict[str, Any]:

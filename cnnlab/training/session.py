@@ -127,7 +127,7 @@ def build_session(cfg: Config, bundle: DataBundle | None = None, callbacks: list
             init_report = pretrained.load(model, choice, bundle.image_shape[0], bundle.num_classes)
             notes.append(describe_init(init_report))
     if cfg.model.init_from is not None and initial_weights:
-        init_report = initialise(model, cfg.model.init_from)  # over any pretrained weights: the run's own start
+        init_report = initialise(model, cfg.model.init_from, cfg.model.init_head)  # over pretrained weights
         notes.append(describe_init(init_report))
     nhwc = kind.channels_last(cfg, device, model)
     if nhwc and cfg.train.channels_last == "auto" and MODELS.get(cfg.model.name).origin is not None \
