@@ -76,9 +76,11 @@ CASES = {
 FINETUNE = {"faces_finetune.yaml", "kaggle_finetune.yaml"}
 
 
-# The two costliest write-ups as written (a 224 px AlexNet, a 224 px ResNet-18) are heavy: `make
-# test-all` runs them; every preset is also resolved without torch in tests/test_architecture.py.
-HEAVY = {"faces_alexnet_as_written.yaml", "fashion_mnist_npy_resnet_as_written.yaml", "faces_finetune.yaml"}
+# The two costliest write-ups as written (a 224 px AlexNet, a 224 px ResNet-18), the 224 px fine-tuning
+# preset and tiny_imagenet_resnet (its as-written twin runs the same blocks) are heavy: `make test-all`
+# runs them; every preset is also resolved without torch in tests/test_architecture.py.
+HEAVY = {"faces_alexnet_as_written.yaml", "fashion_mnist_npy_resnet_as_written.yaml", "faces_finetune.yaml",
+         "tiny_imagenet_resnet.yaml"}
 
 
 @pytest.mark.parametrize("preset", [pytest.param(p, marks=pytest.mark.heavy) if p in HEAVY else p for p in sorted(CASES)])
