@@ -240,8 +240,10 @@ def _timm_load(model: Any, choice: Choice, path: Path, in_channels: int, num_cla
 
     from cnnlab.models.init_from import file_report, read_weights
 
+    weights = read_weights(path, "model.pretrained")  # read once, by cnnlab's loader (weights_only)
     cfg = dict(_timm_cfg(choice).to_dict())
-    cfg.update(file=str(path), hf_hub_id=None, url=None)
+    # timm gets the tensors, not the file: its adaptation edits the dict it is given, so a copy
+    cfg.update(state_dict=dict(weights), source="", file=None, hf_hub_id=None, url=None)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     try:
         load_pretrained(model, pretrained_cfg=cfg, num_classes=num_classes, in_chans=in_channels,
@@ -250,7 +252,6 @@ def _timm_load(model: Any, choice: Choice, path: Path, in_channels: int, num_cla
         raise ConfigError(f"model.pretrained: {path} does not fit timm's {choice.arch} "
                           f"({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
     after = model.state_dict()
-    weights = read_weights(path, "model.pretrained")
     changed = [k for k in after if after[k].is_floating_point() and not torch.equal(before[k], after[k])]
     adapted = [k for k in changed if k in weights and tuple(weights[k].shape) != tuple(after[k].shape)]
     loaded = [k for k in after if k in weights and tuple(weights[k].shape) == tuple(after[k].shape)]

@@ -161,6 +161,22 @@ def _kind(feature: Any) -> str:
     return getattr(feature, "dtype", None) or type(feature).__name__
 
 
+def _survey(path: Path, cache_dir: Path | None, image_column: str, label_column: str, splits: _SPLIT_OPTION,
+            size: tuple[int, int] | None, channels: Literal["auto", 1, 3], skip_corrupt: bool,
+            every_header: bool = True) -> tuple[Any, set, int, tuple[int, int], list[str]]:
+    """What the lister and the loader both start from: the scanned rows, the unreadable ones (an error
+    unless skip_corrupt), and the decoded format (channels, size, notes). `every_header` False: an
+    estimate from the first 16 headers, nothing checked."""
+    scan = _scan(path, cache_dir, image_column, label_column, splits)
+    every = [f for s in scan.files for f in scan.files[s]]
+    headers = _probe(scan.rows, every if every_header else every[:16])  # type: ignore[arg-type]
+    bad = {f for f, h in zip(every, headers) if h is None} if every_header else set()
+    if bad and not skip_corrupt:
+        raise DataError(_unreadable(scan.rows, next(f for f in every if f in bad)))
+    c, hw, notes = _decoded_format(scan.rows, every, headers, size, channels)  # type: ignore[arg-type]
+    return scan, bad, c, hw, notes
+
+
 def list_hf(
     path: Path,
     cache_dir: Path | None = None,
@@ -176,13 +192,8 @@ def list_hf(
     size = _size(image_size)
 
     def build() -> FileListing:
-        scan = _scan(path, cache_dir, image_column, label_column, splits)
-        every = [f for s in scan.files for f in scan.files[s]]
-        headers = _probe(scan.rows, every[:16] if estimate else every)  # type: ignore[arg-type]
-        bad = set() if estimate else {f for f, h in zip(every, headers) if h is None}
-        if bad and not skip_corrupt:
-            raise DataError(_unreadable(scan.rows, next(f for f in every if f in bad)))
-        c, hw, notes = _decoded_format(scan.rows, every, headers, size, channels)  # type: ignore[arg-type]
+        scan, bad, c, hw, notes = _survey(path, cache_dir, image_column, label_column, splits, size, channels,
+                                          skip_corrupt, every_header=not estimate)
         if bad:
             notes.append(f"skipped {len(bad)} unreadable image(s) (data.skip_corrupt)")
         source = hf_source(path, image_column, scan.rows.cache)
@@ -215,13 +226,8 @@ def load_hf(
     size = _size(image_size)
 
     def read() -> RawDataset:
-        scan = _scan(path, cache_dir, image_column, label_column, splits)
-        every = [f for s in scan.files for f in scan.files[s]]
-        headers = _probe(scan.rows, every)  # type: ignore[arg-type]
-        broken = [f for f, h in zip(every, headers) if h is None]
-        if broken and not skip_corrupt:
-            raise DataError(_unreadable(scan.rows, broken[0]))
-        c, hw, notes = _decoded_format(scan.rows, every, headers, size, channels)  # type: ignore[arg-type]
+        scan, _, c, hw, notes = _survey(path, cache_dir, image_column, label_column, splits, size, channels,
+                                        skip_corrupt)
         out, skipped = {}, 0
         for s, files in scan.files.items():
             x, kept, bad = decode_many(scan.rows, files, c, hw, skip_corrupt)  # type: ignore[arg-type]
