@@ -92,9 +92,11 @@ def test_study_runs_share_data_and_figures_and_equal_runs_made_alone(tmp_path, m
     for run_dir in runs:  # each run again, alone, in a fresh run directory: nothing shared
         alone_dir = tmp_path / "alone"
         cfg = Run(run_dir).config_file
+        drawn.clear()
         code = main(["train", str(cfg), f"train.out_dir={alone_dir}", "-q"])
         out, err = capsys.readouterr()
         assert code == 0, err
+        assert len(drawn) == 2  # alone, curves.png after every epoch: someone may be watching it
         alone = Run(out.strip().splitlines()[-1])  # the last line printed is the run directory
         shared = Run(run_dir)
         assert without_seconds(shared.history) == without_seconds(alone.history)

@@ -74,8 +74,8 @@ def fit(session: Session, *, run_dir: Path | None = None, quiet: bool = False, p
     elif main:
         run = Run(run_dir)  # type: ignore[arg-type]
         run.path.mkdir(parents=True, exist_ok=True)
-    shared = distributed.broadcast_object(str(run.path) if run is not None else None, session.world)
-    run = run if run is not None else rundir.Follower(shared)
+    path = distributed.broadcast_object(str(run.path) if run is not None else None, session.world)
+    run = run if run is not None else rundir.Follower(path)
     counts = class_counts(session.bundle)
     run.write_config(cfg)
     manifest = record.snapshot(cfg, objects)
