@@ -105,7 +105,9 @@ def test_kill_9_loses_at_most_the_checkpoint_interval(uninterrupted, tmp_path):
 
 
 def test_a_live_runs_lock_refuses_a_second_trainer(tmp_path):
-    cfg = config(tmp_path, "d", checkpoint_every=5)
+    # Many epochs, as the process is killed anyway: the second one must start (import torch, a few
+    # seconds on a busy machine) while the first still trains.
+    cfg = config(tmp_path, "d", checkpoint_every=5, epochs=200)
     proc = start(cfg)
     try:
         wait_for(tmp_path / "d" / "runs", "*/last.pt", proc)
