@@ -5,6 +5,7 @@ own summary.json and metrics.jsonl, read here by hand."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from pathlib import Path
 
@@ -150,6 +151,24 @@ def test_table_png_and_per_split_curves(error_study, tmp_path, monkeypatch):
         one_row_height = im.height
     with Image.open(png) as im:
         assert im.height > one_row_height + 100
+
+    # Past figures.PNG_ROWS variants: the best rows and the base's, ranked last here; table.md has them all.
+    rows = [r for r in snap.table.rows if not r.info.is_base]
+    base_row = next(r for r in snap.table.rows if r.info.is_base)
+    many = copy.copy(snap.table)
+    many.rows = [dataclasses.replace(rows[i % len(rows)], rank=i + 1,
+                                     info=dataclasses.replace(rows[i % len(rows)].info, label=f"variant {i + 1}"))
+                 for i in range(40)] + [dataclasses.replace(base_row, rank=41)]
+    with Image.open(figures.table_figure(many, "41 variants", tmp_path)) as im:
+        capped = np.asarray(im.convert("RGB"), dtype=float)
+    monkeypatch.setattr(figures, "PNG_ROWS", 100)
+    with Image.open(figures.table_figure(many, "41 variants", tmp_path)) as im:
+        every_row = im.height
+    monkeypatch.undo()
+    row_px = (every_row - one_row_height) / 40  # 40 more rows than the one-row table
+    assert abs((every_row - capped.shape[0]) / row_px - 10) < 1.5  # 31 of 41 rows: 10 fewer
+    blue = np.array([int(figures.TABLE_COLORS["base"][i:i + 2], 16) for i in (1, 3, 5)])
+    assert (np.abs(capped - blue).sum(axis=2) < 6).mean() > 0.005  # the base's row is there, past the 30
 
     # curves.png: one panel per split the runs logged, errors in percent, base dashed.
     drawn = []

@@ -214,17 +214,21 @@ def _top_variants(table: Table) -> list[str]:
     return top
 
 
+PNG_ROWS = 30  # table.png shows the best rows (and the base): a 160-row image reads in no slide and took seconds
+
 TABLE_COLORS = {"header": "#e6e6e6", "best": "#d4edda", "base": "#e3ebf7", "row": "white", "edge": "#b0b0b0"}
 
 
 def table_figure(table: Table, title: str, folder: Path) -> Path:
     """The compact table as a PNG: bold header, the best row green, the base row blue, numbers
-    right-aligned, best mean per column bold; the figure grows with rows and column widths."""
+    right-aligned, best mean per column bold; the figure grows with rows and column widths up to
+    PNG_ROWS rows: then the best ones and the base's (its rank says where it stands; table.md has all)."""
     import matplotlib.pyplot as plt
     from matplotlib.table import Table as MplTable
 
+    shown = [r for i, r in enumerate(table.rows) if i < PNG_ROWS or r.info.is_base or r.info.label == table.reference]
     head = header_cells(table)
-    body = [body_cells(table, row, bold=("\x00", "")) for row in table.rows]
+    body = [body_cells(table, row, bold=("\x00", "")) for row in shown]
     chars = [max([len(head[j])] + [len(r[j].lstrip("\x00")) for r in body]) + 3 for j in range(len(head))]
     char_in, row_in = 0.075, 0.3  # inches per character at 9 pt, per row
     width = max(sum(chars) * char_in + 0.4, 6.0)
@@ -234,7 +238,10 @@ def table_figure(table: Table, title: str, folder: Path) -> Path:
              "Holm-corrected, * p < 0.05)")
     note = textwrap.wrap(f"Ranked by {metric_label(table.metric)}, {order} is better. Metrics: mean ± std over the n completed runs; "
                          f"{tests}; best epoch: mean over runs. Green: best row; blue: base. "
-                         "Bold: best mean per column.", int(width / 0.068))
+                         "Bold: best mean per column."
+                         + (f" Shown: the {PNG_ROWS} best of {len(table.rows)} variants"
+                            f"{' and the base' if len(shown) > PNG_ROWS else ''}; every variant: table.md."
+                            if len(shown) < len(table.rows) else ""), int(width / 0.068))
     title_lines = textwrap.wrap(title, int(width / 0.085))
     top_in, bottom_in = 0.25 + 0.22 * len(title_lines), 0.2 + 0.17 * len(note)
     table_in = row_in * (len(body) + 1)
@@ -246,7 +253,7 @@ def table_figure(table: Table, title: str, folder: Path) -> Path:
     total = sum(chars)
     align = {0: "center", 1: "left"}  # rank, variant; everything else is a number or short text
     n = len(body) + 1
-    for i, row in enumerate([None, *table.rows]):
+    for i, row in enumerate([None, *shown]):
         # Row colours as rectangles behind the cells: a cell drawing only horizontal edges fills nothing.
         color = (TABLE_COLORS["header"] if row is None else TABLE_COLORS["best"] if row.rank == 1
                  else TABLE_COLORS["base"] if row.info.is_base or row.info.label == table.reference

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,20 +198,36 @@ def title(plan: Plan, snap: Snapshot) -> str:
     return f"Study {s.name} ({what}, {seeds}{folds}): {snap.progress.line()}"
 
 
-FIGURES_EVERY_S = 300.0  # the study's figures while it runs: at most this often (the tables: after every run)
+FIGURES_EVERY_S = 300.0  # the study's figures while it runs: at most this often
+TABLES_EVERY_S = 10.0  # the tables while it runs: after a run, unless this process wrote them less than this ago
 
 
 class Writer:
-    """Writes the study outputs: the tables after every run, the figures at most every `figure_every`
-    seconds until the end (a 160-variant table.png alone takes seconds to draw: drawn every minute by
-    every worker it was a fifth of a grid of small runs' time; bench/RESULTS.md, "Study overhead")."""
+    """Writes the study outputs: the tables after a run (at most every `tables_every` seconds: read
+    from the storage and written again after each of a grid's 1-second runs, they cost a tenth of
+    its time), the figures at most every `figure_every` seconds (a 160-variant table.png took
+    seconds to draw: drawn every minute by every worker it was a fifth of a grid of small runs'
+    time), everything at the end (bench/RESULTS.md, "Study overhead"). flush() writes the tables a
+    run left unwritten: for a worker that stops early."""
 
-    def __init__(self, plan: Plan, store: Store, folder: Path, figure_every: float = FIGURES_EVERY_S):
+    def __init__(self, plan: Plan, store: Store, folder: Path, figure_every: float = FIGURES_EVERY_S,
+                 tables_every: float = TABLES_EVERY_S):
         self.plan, self.store, self.folder = plan, store, folder
-        self.figure_every = figure_every
+        self.figure_every, self.tables_every = figure_every, tables_every
         self._last_figures = time.monotonic()
+        self._last_tables = -math.inf
+        self.pending = False  # a result arrived that the tables do not show yet
 
-    def __call__(self, final: bool = False) -> Snapshot:
+    def flush(self) -> None:
+        if self.pending:
+            self(force=True)
+
+    def __call__(self, final: bool = False, force: bool = False) -> Snapshot | None:
+        """The tables (and figures when due, or all at the end: `final`); None when skipped as too soon."""
+        if not (final or force) and time.monotonic() - self._last_tables < self.tables_every:
+            self.pending = True
+            return None
+        self._last_tables, self.pending = time.monotonic(), False
         snap = snapshot(self.plan, self.store)
         f = self.folder
         write_text(f / RESULTS, results_csv(self.plan, snap.rows))
