@@ -482,18 +482,28 @@ def environment() -> dict[str, Any]:
     # Imported here, not at the top: reading a run directory (a study's --status) needs no torch.
     import numpy
     import torch
-    import torchvision
 
     import cnnlab
 
     return {
         "versions": {
             "cnnlab": cnnlab.__version__, "python": platform.python_version(), "torch": torch.__version__,
-            "torchvision": torchvision.__version__, "numpy": numpy.__version__,
+            "torchvision": _installed("torchvision"), "numpy": numpy.__version__,
         },
         "git_commit": _git_commit(),
         "host": platform.node(),
     }
+
+
+def _installed(package: str) -> str | None:
+    """A package's installed version, read from its metadata: importing torchvision to ask cost a
+    run that does not use it (the NumPy engine's, the CNNs on tensors) a second or more."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def _git_commit() -> str | None:

@@ -5,6 +5,8 @@ checkpoint tensors."""
 
 from __future__ import annotations
 
+import math
+from importlib import metadata
 from typing import Any
 
 import numpy as np
@@ -19,6 +21,8 @@ from cnnlab.cli import main
 from cnnlab.data import memo
 from cnnlab.resolve import load_config
 from cnnlab.rundir import Run
+from cnnlab.studies.launch import open_study
+from cnnlab.studies.results import Writer
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +92,16 @@ def test_study_runs_share_data_and_figures_and_equal_runs_made_alone(tmp_path, m
     assert all(Run(r).curves_png.read_bytes().startswith(b"\x89PNG") for r in runs)
     assert Run(runs[0]).samples_png.read_bytes() == Run(runs[1]).samples_png.read_bytes()  # drawn once, copied
 
+    # The tables while a study runs: after a run unless this process wrote them less than tables_every ago.
+    opened = open_study(study, [], None)
+    writer = Writer(opened.plan, opened.store, tmp_path / "tables", figure_every=math.inf, tables_every=3600)
+    assert writer() is not None and (tmp_path / "tables" / "results.csv").is_file()
+    (tmp_path / "tables" / "results.csv").unlink()
+    assert writer() is None and writer.pending and not (tmp_path / "tables" / "results.csv").exists()
+    writer.flush()  # what a worker that stops does: the tables show its last runs
+    assert len((tmp_path / "tables" / "results.csv").read_text().splitlines()) == 3 and not writer.pending
+    assert writer(final=True) is not None and (tmp_path / "tables" / "table.png").is_file()
+
     memo.forget()
     for run_dir in runs:  # each run again, alone, in a fresh run directory: nothing shared
         alone_dir = tmp_path / "alone"
@@ -99,6 +113,7 @@ def test_study_runs_share_data_and_figures_and_equal_runs_made_alone(tmp_path, m
         assert len(drawn) == 2  # alone, curves.png after every epoch: someone may be watching it
         alone = Run(out.strip().splitlines()[-1])  # the last line printed is the run directory
         shared = Run(run_dir)
+        assert shared.summary["versions"]["torchvision"] == metadata.version("torchvision")  # not imported to ask
         assert without_seconds(shared.history) == without_seconds(alone.history)
         assert shared.steps() == alone.steps()
         for which in ("init", "best", "last"):
