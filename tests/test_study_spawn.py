@@ -1,0 +1,75 @@
+"""`cnnlab study --workers N` starts its worker processes before it imports torch, held at a gate
+(studies/spawn.py): they start on the queue once the command has checked the study, and a command
+that fails its checks first ends them without a word or a file."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import write_config
+
+from cnnlab.cli import main
+from cnnlab.studies import spawn
+
+pytestmark = pytest.mark.slow
+
+
+def study(tmp_path: Path, mnist_small: Path, **data) -> Path:
+    write_config(tmp_path / "base.yaml", {"format": "idx", "path": str(mnist_small), "limit_train": 120,
+                                          "limit_test": 60, "val_fraction": 0.25, **data},
+                 train={"epochs": 1, "batch_size": 40})
+    path = tmp_path / "grid.yaml"
+    path.write_text(yaml.safe_dump({"base": "base.yaml", "out_dir": str(tmp_path / "studies"), "mode": "grid",
+                                    "metric": "val_acc", "axes": {"optim.lr": [0.05, 0.1]}, "seeds": [0]}))
+    return path
+
+
+def recording(monkeypatch) -> list[tuple[list[str], subprocess.Popen]]:
+    """The worker processes spawn.start starts (still starting them)."""
+    started: list[tuple[list[str], subprocess.Popen]] = []
+    real = subprocess.Popen
+
+    def popen(cmd, **kwargs):
+        proc = real(cmd, **kwargs)
+        if "--worker" in cmd:  # not git's, asked for the runs' environment
+            started.append((cmd, proc))
+        return proc
+
+    monkeypatch.setattr(spawn.subprocess, "Popen", popen)
+    return started
+
+
+def test_a_failed_check_ends_the_gated_workers_quietly(tmp_path, mnist_small, monkeypatch, capfd):
+    started = recording(monkeypatch)
+    path = study(tmp_path, mnist_small, val_fraction=0.0)  # val_acc needs a validation split
+    assert main(["study", str(path), "--workers", "2"]) == 2
+    out, err = capfd.readouterr()  # the worker's output too: it writes to the same descriptors
+    assert err.count("\n") == 1 and "metric: 'val_acc' needs a val split" in err, err
+    assert len(started) == 1 and "--gated" in started[0][0]
+    assert started[0][1].wait(timeout=60) == 0  # it was started, waited at its gate and left
+    assert not (tmp_path / "studies").exists()  # no storage, no run folder
+
+
+def test_gated_workers_run_the_study_once_let_go(tmp_path, mnist_small, monkeypatch, capfd):
+    started = recording(monkeypatch)
+    assert main(["study", str(study(tmp_path, mnist_small)), "--workers", "2"]) == 0
+    out, err = capfd.readouterr()
+    assert len(started) == 1 and "--gated" in started[0][0] and started[0][1].returncode == 0
+    folder = tmp_path / "studies" / "grid"
+    rows = (folder / "results.csv").read_text().splitlines()
+    assert len(rows) == 3 and all(",completed," in r for r in rows[1:])
+    assert "Traceback" not in err
+
+
+def test_the_gpus_a_worker_gets_are_known_without_torch_only_sometimes(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, GPU-ab")
+    assert spawn.gpus_known_without_torch() == ["2", "GPU-ab"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    monkeypatch.setattr(spawn.glob, "glob", lambda pattern: ["/dev/nvidia0"])
+    assert spawn.gpus_known_without_torch() is None  # torch must count them: the workers start late
+    monkeypatch.setattr(spawn.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(spawn.os.path, "exists", lambda p: False)
+    assert spawn.gpus_known_without_torch() == []
