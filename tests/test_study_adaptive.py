@@ -18,7 +18,7 @@ from scipy import stats as sps
 
 from cnnlab import lease
 from cnnlab.cli import main
-from cnnlab.studies.adaptive import results_by_key, seed_counts, wanted_units
+from cnnlab.studies.adaptive import outlier_notes, results_by_key, seed_counts, wanted_units
 from cnnlab.studies.launch import open_study
 from cnnlab.studies.plan import build_plan, run_key
 from cnnlab.studies.spec import load_study
@@ -130,6 +130,34 @@ def test_seed_counts_follow_steins_formula(tmp_path, base):
     assert counts[large.label].wanted == 8 and counts[large.label].reason.startswith("max 8 (±0.01 needs ")
     assert counts[base_v.label].wanted == 8 and counts[base_v.label].reason == "paired with the variants"
     assert len(wanted_units(plan, results)) == expected + 8 + 8
+
+
+def test_a_later_seed_far_outside_the_pilot_is_pointed_out(tmp_path, base):
+    rule = {"min": 3, "max": 8, "precision": 0.01}
+    plan = build_plan(load_study(study_file(tmp_path, rule)))
+    rng = np.random.default_rng(0)
+
+    def results_for(values: dict[int, np.ndarray]) -> dict:
+        return {run_key(v.key, s, None): [{"status": "completed", "val_acc": float(x)}]
+                for i, v in enumerate(plan.variants) for s, x in enumerate(values[i])}
+
+    values = {i: 0.9 + 0.005 * rng.standard_normal(6) for i in range(3)}
+    assert outlier_notes(plan, results_for(values)) == []
+    values[1][4] = 0.11  # a seed after the pilot that collapsed
+    notes = outlier_notes(plan, results_for(values))
+    assert len(notes) == 1 and plan.variants[1].label in notes[0] and "seed 4 0.1100" in notes[0]
+    pilot = values[1][:3]
+    m = 3 * 3  # three later seeds of three variants
+    half = sps.t.ppf(1 - 0.05 / (2 * m), 2) * np.std(pilot, ddof=1) * np.sqrt(1 + 1 / 3)
+    assert f"[{pilot.mean() - half:.4f}, {pilot.mean() + half:.4f}]" in notes[0] and "over the study's 9 later" in notes[0]
+
+    # Normal noise of any size: a study gets a warning with probability at most 5% (Bonferroni).
+    warned = 0
+    for _ in range(400):
+        sd = rng.uniform(0.001, 0.05)
+        noisy = {i: 0.8 + sd * rng.standard_normal(8) for i in range(3)}
+        warned += bool(outlier_notes(plan, results_for(noisy)))
+    assert warned / 400 < 0.05 + 3 * math.sqrt(0.05 * 0.95 / 400)
 
 
 # ----------------------------------------------------------------------------- the queue

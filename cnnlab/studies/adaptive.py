@@ -141,3 +141,36 @@ def stop_notes(plan: Plan, results: dict[str, list[dict[str, Any]]]) -> dict[str
     for label, c in seed_counts(plan, results).items():
         out[label] = f"{c.wanted}: {c.reason}" if c.decided else f"{c.wanted}+: {c.reason}"
     return out
+
+
+def outlier_notes(plan: Plan, results: dict[str, list[dict[str, Any]]], level: float = 0.05) -> list[str]:
+    """Seeds run after the pilot whose study metric falls outside the pilot's prediction interval
+    (Bonferroni over every such run in the study, at family-wise `level`), one line per variant.
+
+    Stein's CIs and p-values take their spread from the pilot alone: a later seed far outside it (a
+    run that collapsed, say) leaves them too narrow without a sign in the numbers. Under the normal
+    noise the procedure assumes, a warning comes up with probability at most `level` per study."""
+    from cnnlab.studies.stats import t_quantile
+
+    pilot = pilot_seeds(plan)
+    later_seeds = plan.seeds[len(pilot):]
+    checks = []
+    for v in plan.variants:
+        before = list(metric_values(plan, results, v.key, pilot).values())
+        after = metric_values(plan, results, v.key, later_seeds)
+        if len(before) >= 2 and after:
+            checks.append((v, before, after))
+    m = sum(len(after) for _, _, after in checks)
+    notes = []
+    for v, before, after in checks:
+        n0, mean, sd = len(before), sum(before) / len(before), spread(before)
+        half = t_quantile(1 - level / (2 * m), n0 - 1) * sd * math.sqrt(1 + 1 / n0)
+        lo, hi = mean - half, mean + half
+        out = [f"seed {s} {x:.4f}" for s, x in after.items() if not lo <= x <= hi]
+        if out:
+            notes.append(f"Adaptive seeds, {v.label}: {plan.study.spec.metric} of {', '.join(out)} outside the "
+                         f"{100 * (1 - level):g}% prediction interval of its {n0} pilot seeds [{lo:.4f}, {hi:.4f}] "
+                         f"(Bonferroni over the study's {m} later runs). Stein's CI and p take their spread from the "
+                         "pilot and are too narrow if later seeds are noisier: look at those runs, or rerun with "
+                         "more pilot seeds (seeds.min).")
+    return notes

@@ -21,7 +21,13 @@ from optuna.trial import TrialState
 
 from cnnlab.io import write_json, write_text
 from cnnlab.lease import stale_reason
-from cnnlab.studies.adaptive import pilot_seeds, results_by_key, stop_notes, wanted_units
+from cnnlab.studies.adaptive import (
+    outlier_notes,
+    pilot_seeds,
+    results_by_key,
+    stop_notes,
+    wanted_units,
+)
 from cnnlab.studies.execute import KINDS, SPLITS
 from cnnlab.studies.plan import Plan, Variant, get_key, search_variant
 from cnnlab.studies.spec import fmt_value
@@ -148,6 +154,8 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
     metrics, maximize = table_metrics(plan)
     pilot = {(s, None) for s in pilot_seeds(plan)} if rule is not None else None
     table = build_table(rows, infos, metrics, columns, "base", maximize, pilot)
+    if rule is not None:
+        table.notes += outlier_notes(plan, results)
     curve = None
     if plan.study.mode == "learning_curve":
         from cnnlab.studies.learning_curve import (
@@ -155,7 +163,7 @@ def snapshot(plan: Plan, store: Store) -> Snapshot:
         )
 
         curve = analyse(plan, rows, pilot)
-        table.notes = curve.answers()
+        table.notes = curve.answers() + table.notes
     return Snapshot(_ranked(rows, table), progress, table, orphans, curve)
 
 
