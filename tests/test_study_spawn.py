@@ -1,6 +1,7 @@
 """`cnnlab study --workers N` starts its worker processes before it imports torch, held at a gate
 (studies/spawn.py): they start on the queue once the command has checked the study, and a command
-that fails its checks first ends them without a word or a file."""
+that fails its checks first ends them without a word or a file. (Studies that pass their checks
+run through the gate in every --workers 2 test: tests/test_study_crash.py, test_user_code_runs.py.)"""
 
 from __future__ import annotations
 
@@ -51,17 +52,6 @@ def test_a_failed_check_ends_the_gated_workers_quietly(tmp_path, mnist_small, mo
     assert len(started) == 1 and "--gated" in started[0][0]
     assert started[0][1].wait(timeout=60) == 0  # it was started, waited at its gate and left
     assert not (tmp_path / "studies").exists()  # no storage, no run folder
-
-
-def test_gated_workers_run_the_study_once_let_go(tmp_path, mnist_small, monkeypatch, capfd):
-    started = recording(monkeypatch)
-    assert main(["study", str(study(tmp_path, mnist_small)), "--workers", "2"]) == 0
-    out, err = capfd.readouterr()
-    assert len(started) == 1 and "--gated" in started[0][0] and started[0][1].returncode == 0
-    folder = tmp_path / "studies" / "grid"
-    rows = (folder / "results.csv").read_text().splitlines()
-    assert len(rows) == 3 and all(",completed," in r for r in rows[1:])
-    assert "Traceback" not in err
 
 
 def test_the_gpus_a_worker_gets_are_known_without_torch_only_sometimes(monkeypatch):
