@@ -116,7 +116,7 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
                           capture_output=True, text=True, preexec_fn=one_cpu_each, timeout=300)
     assert done.returncode == 0, done.stderr
 
-    print(f"local study: {time.monotonic() - t0:.0f} s", file=open("/tmp/work/me_t.log", "a"))
+    print(f"local study: {time.monotonic() - t0:.0f} s")
     # Submit a 2-task array; cancel it while its runs train.
     assert main(["study", str(remote), "--slurm", "--workers", "2", "--cpus-per-worker", "1"]) == 0
     out = capsys.readouterr().out
@@ -125,7 +125,6 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     assert "#SBATCH --array=0-1" in script and "#SBATCH --signal=B:USR1@60" in script and "--requeue" in script
     deadline = time.monotonic() + 600  # a few tens of seconds on a quiet 2-core machine
     mid_run(folder, set(), deadline)
-    print(f"T first mid-run {time.monotonic() - t0:.1f}", file=open("/tmp/work/me_t.log", "a"))
     assert main(["study", str(remote), "--status"]) == 0
     status = capsys.readouterr().out
     assert f"{job}_0 " in status and f"{job}_1 " in status and "RUNNING" in status, status
@@ -133,7 +132,6 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     assert f"cancelled job {job};" in capsys.readouterr().out
     while squeue(slurm_env, job) and time.monotonic() < deadline:
         time.sleep(0.1)
-    print(f"T squeue empty {time.monotonic() - t0:.1f}", file=open("/tmp/work/me_t.log", "a"))
     summaries = {r.name: json.loads((r / "summary.json").read_text()) for r in (folder / "runs").iterdir()}
     stopped = [name for name, s in summaries.items() if s["status"] == "interrupted"]
     assert stopped and all("SIGTERM" in summaries[name]["reason"] for name in stopped), summaries
@@ -145,7 +143,7 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     assert main(["study", str(remote), "--cancel"]) == 0
     assert "no job of this study is queued or running" in capsys.readouterr().out
 
-    print(f"submitted, cancelled mid-run: {time.monotonic() - t0:.0f} s", file=open("/tmp/work/me_t.log", "a"))
+    print(f"submitted, cancelled mid-run: {time.monotonic() - t0:.0f} s")
     # Submit again and wait; `scontrol requeue` the array while a fresh run trains. The cancelled runs
     # and the requeued ones resume from their last.pt.
     proc = subprocess.Popen([sys.executable, "-m", "cnnlab", "study", str(remote), "--slurm", "--workers", "2",
@@ -154,12 +152,11 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
     second = mid_run(folder, set(cancelled), deadline)
-    print(f"T second mid-run {time.monotonic() - t0:.1f}", file=open("/tmp/work/me_t.log", "a"))
     job2 = next(line for line in lines if "submitted job array" in line).split("submitted job array ")[1].split()[0]
     subprocess.run(["scontrol", "requeue", job2], env=slurm_env, check=True, capture_output=True)
     requeued = resumable(folder, set(cancelled))
     assert proc.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, "".join(lines) + logs(folder)
-    print(f"submitted, requeued mid-run, finished: {time.monotonic() - t0:.0f} s", file=open("/tmp/work/me_t.log", "a"))
+    print(f"submitted, requeued mid-run, finished: {time.monotonic() - t0:.0f} s")
     text = "".join(lines)
     assert "4 done, 0 running, 0 failed, 0 left (of 4)" in text, text
 

@@ -231,6 +231,14 @@ def _fit(session: Session, trainer: Trainer, run: Run, stops: StopRequests, firs
             if ended is not None:
                 raise ended
     distributed.finish()
+    signum = stops.requested()
+    if shared and signum is not None and status == "completed":
+        # Asked to stop after the last step (in the last evaluation, say): the run is complete and
+        # saved, and the study it belongs to stops here instead of starting its next run (alone,
+        # the command just ends). Lost before: both workers of a study often end their runs together.
+        stopped = Interrupted(signum, "after a run's last epoch (the run is complete)")
+        stopped.run = run.path
+        raise stopped
     return RunResult(run.path, summary)
 
 
