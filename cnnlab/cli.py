@@ -296,18 +296,13 @@ def study(
     worker: Annotated[bool, typer.Option("--worker", hidden=True)] = False,
     threads: Annotated[int | None, typer.Option("--threads", hidden=True, min=1)] = None,
     worker_index: Annotated[int, typer.Option("--worker-index", hidden=True)] = 0,
-    gated: Annotated[bool, typer.Option("--gated", hidden=True)] = False,
 ) -> None:
     """Run an ablation, grid or search study (resumable, parallel, or on Slurm); the last line printed is its folder."""
-    plan, early = None, None
-    if not (worker or status or slurm or cancel):
-        plan, early = _early_workers(study_file, overrides or [], workers, storage)
     from cnnlab.studies import launch
 
     if worker:
         try:
-            launch.run_worker(study_file, overrides or [], storage, threads, worker_index, say=_say, in_slurm=slurm,
-                              gated=gated)
+            launch.run_worker(study_file, overrides or [], storage, threads, worker_index, say=_say, in_slurm=slurm)
         except KeyboardInterrupt as e:  # the parent reports the interruption once
             sys.stdout.flush()
             if slurm and isinstance(e, Interrupted):  # no parent: the job's log says where the run stopped
@@ -352,35 +347,10 @@ def study(
         if wait and snap.progress.left + snap.progress.running > 0:
             raise typer.Exit(1)  # the jobs ended (cancelled, failed) with runs left
         return
-    try:
-        with _stoppable(study=True):
-            opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say, early=early,
-                                           plan=plan)
-    finally:
-        if early:
-            from cnnlab.studies.spawn import close_gate
-
-            close_gate(early)  # still waiting when the study failed before it let them go
+    with _stoppable(study=True):
+        opened, snap = launch.run_study(study_file, overrides or [], workers, storage, say=_say)
     _print_study(opened, snap)
     print(opened.folder)
-
-
-def _early_workers(path: Path, overrides: list[str], workers: int | None,
-                   storage: str | None) -> tuple[Any, list | None]:
-    """The study's plan (the study file and every run's config checked: a typo starts nothing) and
-    the worker processes of `--workers N`, started before this process imports torch (and before
-    it checks the data), held until the queue is ready; None where their GPUs need torch to tell
-    (studies/spawn.py)."""
-    from cnnlab.studies import spawn
-    from cnnlab.studies.plan import build_plan
-    from cnnlab.studies.spec import load_study
-
-    plan = build_plan(load_study(path, overrides))
-    n = workers or plan.study.spec.workers
-    gpus = spawn.gpus_known_without_torch()
-    if n < 2 or gpus is None:
-        return plan, None
-    return plan, spawn.start(path, overrides, storage, n, gpus, _say, gated=True)
 
 
 _STOPPED: list[Interrupted] = []  # a stop a command has already reported

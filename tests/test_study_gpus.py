@@ -13,7 +13,7 @@ from cnnlab.device import visible_gpus, worker_gpu
 class FakeProcess:
     started: list[tuple[list[str], dict[str, str]]] = []
 
-    def __init__(self, cmd: list[str], env: dict[str, str], **kwargs: object):
+    def __init__(self, cmd: list[str], env: dict[str, str]):
         FakeProcess.started.append((cmd, env))
 
 

@@ -22,15 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cnnlab
 from cnnlab.data.build import read_raw
 from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
-from cnnlab.lease import HOST, exit_with_parent
+from cnnlab.lease import HOST, PARENT_ENV, exit_with_parent
 from cnnlab.rundir import Run
-from cnnlab.studies import STUDY_JSON, slurm, slurm_checks, spawn
+from cnnlab.studies import STUDY_JSON, slurm, slurm_checks
 from cnnlab.studies.plan import Plan, build_plan
 from cnnlab.studies.results import FIGURES_EVERY_S, Snapshot, Writer, snapshot
-from cnnlab.studies.spawn import default_threads
 from cnnlab.studies.spec import Study, epoch_metric, load_study
 from cnnlab.studies.store import Store, make_storage, storage_label
 from cnnlab.studies.worker import Worker
@@ -100,13 +100,19 @@ def check_metric_data(plan: Plan) -> None:
                           f"but {data.path} has none; {hint}")
 
 
+def default_threads(workers: int) -> int:
+    """torch threads per worker on CPU: the cores split between the workers."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // workers)
+
+
 def run_study(path: Path, overrides: list[str], workers: int | None, storage: str | None,
-              say: Callable[[str], None] = print, early: list[subprocess.Popen] | None = None,
-              plan: Plan | None = None) -> tuple[Opened, Snapshot]:
-    """Run (or finish) a study; returns it with the final snapshot of its results. `early`: the
-    worker processes the command already started, gated (spawn.py): let go once the queue is full;
-    the caller ends them if this fails before. `plan`: the study as already planned from the same file."""
-    opened = open_study(path, overrides, storage, check_data=True, plan=plan)
+              say: Callable[[str], None] = print) -> tuple[Opened, Snapshot]:
+    """Run (or finish) a study; returns it with the final snapshot of its results."""
+    opened = open_study(path, overrides, storage, check_data=True)
     plan, store, folder = opened.plan, opened.store, opened.folder
     assert store is not None
     n = workers or plan.study.spec.workers
@@ -117,31 +123,21 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     say(f"study {plan.study.name}: {plan.study.mode}, {before.total} {'trials' if plan.study.mode == 'search' else 'runs'}; "
         f"{before.line()}; {n} worker{'s' if n > 1 else ''}; state in {opened.storage}")
     worker = Worker(plan, store, folder, writer, say)
-    try:
-        if n == 1:
-            worker.run()
-        else:
-            # This process is worker 0; N - 1 more start beside it, each with its share of the cores.
-            worker.prepare()  # one process fills the queue
-            if early is not None:
-                procs = early
-                spawn.open_gate(procs)
-            else:
-                procs = _start_processes(path, overrides, storage, n, say)
-            try:
-                with limited_threads(default_threads(n)):
-                    worker.run()
-                _wait(procs, say)
-            except KeyboardInterrupt:
-                _stop(procs)
-                raise
-            worker.run()  # anything a crashed worker process left behind is finished here
-    except KeyboardInterrupt:
-        writer.flush()  # the tables show every run that finished
-        raise
-    final = writer(final=True)
-    assert final is not None
-    return opened, final
+    if n == 1:
+        worker.run()
+    else:
+        # This process is worker 0; N - 1 more start beside it, each with its share of the cores.
+        worker.prepare()  # one process fills the queue
+        procs = _start_processes(path, overrides, storage, n, say)
+        try:
+            with limited_threads(default_threads(n)):
+                worker.run()
+            _wait(procs, say)
+        except KeyboardInterrupt:
+            _stop(procs)
+            raise
+        worker.run()  # anything a crashed worker process left behind is finished here
+    return opened, writer(final=True)
 
 
 @contextlib.contextmanager
@@ -179,10 +175,28 @@ def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
 
 def _start_processes(path: Path, overrides: list[str], storage: str | None, n: int,
                      say: Callable[[str], None]) -> list[subprocess.Popen]:
-    """Workers 1..n-1 as `cnnlab study FILE --worker` processes, each on its GPU (spawn.py)."""
-    from cnnlab.device import visible_gpus
+    """Workers 1..n-1 as `cnnlab study FILE --worker` processes."""
+    env = dict(os.environ)
+    # Workers import this very copy of cnnlab, whatever their working directory.
+    root = str(Path(cnnlab.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env[PARENT_ENV] = str(os.getpid())  # so a worker still starting up when we die notices (lease.py)
+    cmd = [sys.executable, "-m", "cnnlab", "study", str(path), *overrides, "--worker",
+           "--threads", str(default_threads(n))]
+    if storage:
+        cmd += ["--storage", storage]
+    from cnnlab.device import visible_gpus, worker_gpu
 
-    return spawn.start(path, overrides, storage, n, visible_gpus(), say)
+    gpus = visible_gpus()
+    if len(gpus) >= 2:  # worker 0, this process, keeps the first: "cuda" is the first visible GPU
+        per = ", ".join(f"GPU {g}: {len(range(i, n, len(gpus)))}" for i, g in enumerate(gpus[:n]))
+        say(f"{n} workers over {len(gpus)} GPUs, round-robin ({per})")
+    procs = []
+    for i in range(1, n):
+        gpu = worker_gpu(i, gpus)
+        procs.append(subprocess.Popen(cmd + ["--worker-index", str(i)],
+                                      env=env if gpu is None else {**env, "CUDA_VISIBLE_DEVICES": gpu}))
+    return procs
 
 
 def _wait(procs: list[subprocess.Popen], say: Callable[[str], None]) -> None:
@@ -202,31 +216,22 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 
 def run_worker(path: Path, overrides: list[str], storage: str | None, threads: int | None,
-               worker_index: int = 0, say: Callable[[str], None] = print, in_slurm: bool = False,
-               gated: bool = False) -> int:
+               worker_index: int = 0, say: Callable[[str], None] = print, in_slurm: bool = False) -> int:
     """A worker process started by `cnnlab study --workers N`, or one Slurm array task of
-    `--slurm` (in_slurm): run trials, then exit. `gated`: started before the command checked the
-    study (spawn.py): import and plan, then wait for its go before opening the storage."""
+    `--slurm` (in_slurm): run trials, then exit."""
     exit_with_parent()  # first: the parent may die while torch is still importing
     if in_slurm:
         slurm.stop_on_sigterm()  # requeue, preemption, scancel: save the run, hand the trial back
     import torch
 
-    plan = build_plan(load_study(path, overrides))
-    if gated and not spawn.wait_at_gate():
-        return 0  # the command failed first (and says why) or died
-    opened = open_study(path, overrides, storage, worker_index=worker_index, plan=plan)
+    opened = open_study(path, overrides, storage, worker_index=worker_index)
     assert opened.store is not None
     # The figures while the study runs are one process's: the launching one (worker 0), or Slurm task 0;
     # drawn by every worker they would only be drawn again, at the cost of the runs.
     first_task = in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0"
     writer = Writer(opened.plan, opened.store, opened.folder, figure_every=FIGURES_EVERY_S if first_task else math.inf)
-    try:
-        with limited_threads(threads or torch.get_num_threads()):
-            ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
-    finally:
-        if not first_task:
-            writer.flush()  # the tables show this worker's last runs too
+    with limited_threads(threads or torch.get_num_threads()):
+        ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
     if first_task:
         # The study is complete (a worker returns only then): task 0 draws the final figures,
         # the others have written the tables after each of their runs.
