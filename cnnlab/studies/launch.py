@@ -123,6 +123,19 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     say(f"study {plan.study.name}: {plan.study.mode}, {before.total} {'trials' if plan.study.mode == 'search' else 'runs'}; "
         f"{before.line()}; {n} worker{'s' if n > 1 else ''}; state in {opened.storage}")
     worker = Worker(plan, store, folder, writer, say)
+    try:
+        _work(worker, path, overrides, storage, n, say)
+    except KeyboardInterrupt:
+        writer.flush()  # the tables show every run that finished
+        raise
+    final = writer(final=True)
+    assert final is not None
+    return opened, final
+
+
+def _work(worker: Worker, path: Path, overrides: list[str], storage: str | None, n: int,
+          say: Callable[[str], None]) -> None:
+    """This process's worker, and N - 1 more beside it."""
     if n == 1:
         worker.run()
     else:
@@ -137,7 +150,6 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
             _stop(procs)
             raise
         worker.run()  # anything a crashed worker process left behind is finished here
-    return opened, writer(final=True)
 
 
 @contextlib.contextmanager
@@ -230,8 +242,12 @@ def run_worker(path: Path, overrides: list[str], storage: str | None, threads: i
     # drawn by every worker they would only be drawn again, at the cost of the runs.
     first_task = in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0"
     writer = Writer(opened.plan, opened.store, opened.folder, figure_every=FIGURES_EVERY_S if first_task else math.inf)
-    with limited_threads(threads or torch.get_num_threads()):
-        ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
+    try:
+        with limited_threads(threads or torch.get_num_threads()):
+            ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
+    finally:
+        if not first_task:
+            writer.flush()  # the tables show this worker's last runs too
     if first_task:
         # The study is complete (a worker returns only then): task 0 draws the final figures,
         # the others have written the tables after each of their runs.
