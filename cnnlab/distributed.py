@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from cnnlab.errors import EXIT_NOTE, ConfigError, PeerLost
+from cnnlab.errors import EXIT_NOTE, ConfigError, PeerLost, keep_reporting
 
 DEFAULT_TIMEOUT_S = 300.0
 
@@ -262,6 +262,7 @@ def collective(what: str) -> Iterator[None]:
     except Exception as e:
         if not is_peer_failure(e):
             raise
+        keep_reporting()
         raise PeerLost(lost_message(what, e)) from None
 
 

@@ -44,6 +44,18 @@ class PeerLost(Exception):
         super().__init__(one_line(str(message)))
 
 
+def keep_reporting() -> None:
+    """A process of a distributed run lost a peer and is on its way out: it still writes the run's
+    summary and its one line. torchrun's agent stops the survivors with SIGTERM as soon as it sees a
+    process die; Python's default would kill this one mid-report (seen under load: no summary, no
+    line, the launcher's exit code instead of 4). The agent kills it for good after 30 s."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 class Interrupted(KeyboardInterrupt):
     """A run stopped on SIGINT (exit code 130) or SIGTERM (143) after saving where it was."""
 

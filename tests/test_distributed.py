@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import glob
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -248,6 +249,15 @@ def test_killed_rank_stops_the_job_in_one_line_and_one_process_resumes_it(tmp_pa
         pid = _rank_pid(tag, 1)
         assert pid is not None
         os.kill(pid, 9)
+        # torchrun's agent then stops rank 0 with SIGTERM, at a moment of its own: here, again and again
+        # for 0.8 s (one request, see training/signals.py), so that one lands while rank 0 reports.
+        survivor, until = _rank_pid(tag, 0), time.monotonic() + 0.8
+        while survivor is not None and time.monotonic() < until:
+            try:
+                os.kill(survivor, signal.SIGTERM)
+            except ProcessLookupError:
+                break
+            time.sleep(0.01)
         out, err = p.communicate(timeout=120)  # no hang: gloo sees the peer gone
     finally:
         if p.poll() is None:

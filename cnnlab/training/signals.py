@@ -15,6 +15,8 @@ import time
 from types import FrameType
 from typing import Any
 
+from cnnlab.errors import PeerLost, keep_reporting
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -42,6 +44,9 @@ class StopRequests:
                 self._previous[s] = signal.signal(s, self._handle)
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
         for s, handler in self._previous.items():
             signal.signal(s, handler)
+        if self._previous and exc_type is not None and issubclass(exc_type, PeerLost):
+            keep_reporting()
+
