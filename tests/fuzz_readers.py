@@ -8,7 +8,8 @@ with consistent shapes, or a UserError of one line; never another exception, nev
 written outside the dataset's folder, and never more memory than the cap this process sets
 on itself (MemoryError is a failure: a reader must check declared sizes before allocating).
 
-    python tests/fuzz_readers.py [--examples 60] [--seed 0] [--json F]   # one line per format; exit 1 on a failure
+    python tests/fuzz_readers.py [--examples 60] [--examples-of mat=20] [--seed 0] [--json F]
+    # one line per format; exit 1 on a failure. --examples-of FORMAT=N: N examples for that format
 """
 
 from __future__ import annotations
@@ -236,10 +237,13 @@ def make_case(examples: int, seed_value: int, root: Path, fmt: str, options: dic
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=60)
+    ap.add_argument("--examples-of", action="append", default=[], metavar="FORMAT=N",
+                    help="another number of examples for one format (repeatable)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     out = args.json.resolve() if args.json else None
+    examples = {fmt: int(n) for fmt, n in (x.split("=") for x in args.examples_of)}
     root = Path(tempfile.mkdtemp(prefix="cnnlab-fuzz-"))
     os.chdir(root)
     datasets = build_datasets(root / "pristine")
@@ -255,7 +259,8 @@ def main() -> int:
         outcomes: dict[str, int] = {"ok": 0, "refused": 0}
         start = time.perf_counter()
 
-        case = make_case(args.examples, args.seed, root, fmt, options, pristine, files, kinds, outcomes)
+        case = make_case(examples.get(fmt, args.examples), args.seed, root, fmt, options, pristine, files, kinds,
+                         outcomes)
         try:
             case()
         except Exception as e:  # Hypothesis re-raises the smallest failing example (a group when several)

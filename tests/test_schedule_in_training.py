@@ -24,8 +24,8 @@ EVERY, LR = 5, 0.05
 
 
 def config(tmp_path: Path, name: str, **train) -> Path:
-    data = {"format": "idx", "path": str(MNIST), "limit_train": 4000, "limit_test": 500, "val_fraction": 0.1}
-    return write_config(tmp_path / name / "c.yaml", data, model={"channels": [16, 32]},
+    data = {"format": "idx", "path": str(MNIST), "limit_train": 2000, "limit_test": 200, "val_fraction": 0.1}
+    return write_config(tmp_path / name / "c.yaml", data, model={"channels": [8, 16]},
                         optim={"name": "sgd", "lr": LR},
                         schedule={"name": "plateau", "monitor": "train_loss", "every": EVERY, "patience": 0,
                                   "factor": 0.7, "threshold": 0.05},

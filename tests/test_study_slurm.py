@@ -111,12 +111,34 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     folder = remote.parent / "studies" / NAME
 
     t0 = time.monotonic()
-    # The reference: the same study on this machine, two worker processes.
-    done = subprocess.run([sys.executable, "-m", "cnnlab", "study", str(local), "--workers", "2"], env=env,
-                          capture_output=True, text=True, preexec_fn=one_cpu_each, timeout=300)
-    assert done.returncode == 0, done.stderr
+    # The reference: the same study on this machine, two worker processes. It runs while the cluster's
+    # part waits on Slurm (scheduling, the requeue's hold), and is compared at the end.
+    log = tmp_path / "local.log"
+    with log.open("w") as out:
+        reference = subprocess.Popen([sys.executable, "-m", "cnnlab", "study", str(local), "--workers", "2"], env=env,
+                                     stdout=out, stderr=subprocess.STDOUT, preexec_fn=one_cpu_each)
+    try:
+        cluster_part(remote, folder, env, slurm_env, capsys, t0)
+        reference.wait(timeout=300)
+    finally:
+        if reference.poll() is None:
+            reference.kill()
+            reference.wait()
+    assert reference.returncode == 0, log.read_text()
+    print(f"and the local study: {time.monotonic() - t0:.0f} s")
 
-    print(f"local study: {time.monotonic() - t0:.0f} s")
+    # The same table and the same numbers as the local study; every interrupted run was resumed.
+    assert (folder / "table.md").read_text() == (local.parent / "studies" / NAME / "table.md").read_text()
+    ours, theirs = rows(folder), rows(local.parent / "studies" / NAME)
+    assert sorted(ours) == sorted(theirs) and len(ours) == 4
+    for key in ours:
+        assert {m: ours[key][m] for m in METRICS} == {m: theirs[key][m] for m in METRICS}, key
+    assert {r["status"] for r in ours.values()} == {"completed"} and {r["threads"] for r in ours.values()} == {"1"}
+
+
+def cluster_part(remote: Path, folder: Path, env: dict[str, str], slurm_env: dict[str, str], capsys,
+                 t0: float) -> None:
+    """The study on the cluster: submitted and cancelled mid-run, submitted again and requeued mid-run."""
     # Submit a 2-task array; cancel it while its runs train.
     assert main(["study", str(remote), "--slurm", "--workers", "2", "--cpus-per-worker", "1"]) == 0
     out = capsys.readouterr().out
@@ -124,15 +146,23 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     script = (folder / "slurm" / "worker.sbatch").read_text()
     assert "#SBATCH --array=0-1" in script and "#SBATCH --signal=B:USR1@60" in script and "--requeue" in script
     deadline = time.monotonic() + 600  # a few tens of seconds on a quiet 2-core machine
-    mid_run(folder, set(), deadline)
+    while [line.split()[-1] for line in squeue(slurm_env, job) if line] != ["RUNNING"] * 2:
+        assert time.monotonic() < deadline, squeue(slurm_env, job)
+        time.sleep(0.1)
     assert main(["study", str(remote), "--status"]) == 0
     status = capsys.readouterr().out
     assert f"{job}_0 " in status and f"{job}_1 " in status and "RUNNING" in status, status
+    # Cancelled as soon as a run is past its first epoch (it has 3 more, about a second, to be caught in).
+    mid_run(folder, set(), deadline)
     assert main(["study", str(remote), "--cancel"]) == 0
     assert f"cancelled job {job};" in capsys.readouterr().out
     while squeue(slurm_env, job) and time.monotonic() < deadline:
         time.sleep(0.1)
-    summaries = {r.name: json.loads((r / "summary.json").read_text()) for r in (folder / "runs").iterdir()}
+    runs = list((folder / "runs").iterdir())
+    # A task cancelled while its run was being set up leaves a folder without summary.json and without a
+    # checkpoint: nothing was trained, and the next attempt starts that run afresh.
+    summaries = {r.name: json.loads((r / "summary.json").read_text()) for r in runs if (r / "summary.json").is_file()}
+    assert all((r / "summary.json").is_file() or not (r / "last.pt").exists() for r in runs)
     stopped = [name for name, s in summaries.items() if s["status"] == "interrupted"]
     assert stopped and all("SIGTERM" in summaries[name]["reason"] for name in stopped), summaries
     cancelled = resumable(folder, set())
@@ -160,13 +190,9 @@ def test_slurm_study_cancelled_requeued_and_equal_to_a_local_run(tmp_path, mnist
     text = "".join(lines)
     assert "4 done, 0 running, 0 failed, 0 left (of 4)" in text, text
 
-    # The same table and the same numbers as the local study; every interrupted run was resumed.
-    assert (folder / "table.md").read_text() == (local.parent / "studies" / NAME / "table.md").read_text()
-    ours, theirs = rows(folder), rows(local.parent / "studies" / NAME)
-    assert sorted(ours) == sorted(theirs) and len(ours) == 4
-    for key in ours:
-        assert {m: ours[key][m] for m in METRICS} == {m: theirs[key][m] for m in METRICS}, key
-    assert {r["status"] for r in ours.values()} == {"completed"} and {r["threads"] for r in ours.values()} == {"1"}
+    # Every interrupted run was resumed.
+    ours = rows(folder)
+    assert len(ours) == 4
     for name, before in {**cancelled, **requeued}.items():
         assert stamp(folder / "runs" / name / "init.pt") == before, f"{name} started again instead of resuming"
     assert second.name in requeued
