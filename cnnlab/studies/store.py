@@ -43,19 +43,41 @@ JOURNAL = "optuna-journal.log"
 def interrupts_deferred() -> Iterator[None]:
     """Ctrl-C held back until the block ends, then raised: a claim is won and noted as held, or not
     won, so the worker always knows what to hand back. Only the main thread receives signals."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
+    global _deferring
+    if threading.current_thread() is not threading.main_thread() or _deferring:
+        yield  # nested: the outer block holds the signal back and raises it at its end
         return
     caught: list[int] = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
     if previous is None:  # installed outside Python: put back Python's own
         previous = signal.default_int_handler
+    _deferring = True
     try:
         yield
     finally:
+        _deferring = False
         signal.signal(signal.SIGINT, previous)
     if caught:
         raise KeyboardInterrupt
+
+
+_deferring = False
+
+
+def _journal_backend() -> type:
+    from optuna.storages.journal import JournalFileBackend
+
+    class Backend(JournalFileBackend):
+        """Optuna's journal file, each append whole under Ctrl-C: interrupted between creating its lock
+        file and returning (or before removing it), the lock stayed with nobody to release it, every
+        process of the study waited out the grace period, and `--workers N` stopped its workers before
+        they had handed their trials back (seen in tests/test_study_crash.py once workers start together)."""
+
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            with interrupts_deferred():
+                super().append_logs(logs)
+
+    return Backend
 
 
 def key_of(t: FrozenTrial) -> str:
@@ -100,10 +122,10 @@ def make_storage(url: str | None, folder: Path, create: bool = True) -> optuna.s
         if not path.exists() and not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+        from optuna.storages.journal import JournalFileOpenLock
 
         # A writer killed while holding the lock only blocks the others for grace_period seconds.
-        backend = JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10))
+        backend = _journal_backend()(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10))
         return optuna.storages.JournalStorage(backend)
     url = database_url(url)
     last: Exception | None = None
