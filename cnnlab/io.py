@@ -121,10 +121,16 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict]) -> None:
     write_text(path, "".join(json.dumps(r, default=_json_default) + "\n" for r in rows))
 
 
+# zlib level 1 instead of Pillow's 6: the PNG encoder was a quarter of curves.png's cost, which a study
+# pays for every run, for files about 15% larger (bench/RESULTS.md, "Study overhead"; reports re-encode
+# what they inline: reports/images.py).
+PNG_OPTIONS = {"compress_level": 1}
+
+
 def save_figure(fig: Any, path: str | os.PathLike, **kwargs: Any) -> None:
     """Save a matplotlib figure atomically as PNG."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", **kwargs)
+        fig.savefig(tmp, format="png", **{"pil_kwargs": PNG_OPTIONS, **kwargs})
 
 
 def _json_default(obj: Any) -> Any:

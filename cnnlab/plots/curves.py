@@ -133,6 +133,7 @@ def curves_figure(history: list[dict[str, Any]], step_losses: list[float], steps
         # No panel titles (the y labels say what each shows) and at most 6 y ticks: matplotlib lays out and
         # renders text glyph by glyph, and text was two thirds of curves.png's cost, drawn for every study run.
         ax.yaxis.get_major_locator().set_params(nbins=5)
+        ax.xaxis.get_major_locator().set_params(nbins=5)
     ax_loss, ax_acc = axes[0], axes[1]
     if step_losses:
         losses = np.asarray(step_losses, dtype=float)
