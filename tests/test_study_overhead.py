@@ -80,14 +80,16 @@ def test_study_runs_share_data_and_figures_and_equal_runs_made_alone(tmp_path, m
                   "limit_test": 100}, engine=engine, model=model, train={"epochs": 2, "batch_size": 40})
     study = tmp_path / "grid.yaml"
     study.write_text(yaml.safe_dump({"base": "base.yaml", "out_dir": str(tmp_path / "studies"), "mode": "grid",
-                                     "axes": {"optim.lr": [0.05, 0.1]}, "seeds": [0]}))
+                                     "axes": {"optim.lr": [0.05, 0.1]}, "seeds": [0], "metric": "test_acc"}))
     builds = counting(monkeypatch, build, "_build_data")
+    reads = counting(monkeypatch, build.FORMATS, "build")
     drawn = counting(monkeypatch, curves, "curves_figure")
 
     assert main(["study", str(study)]) == 0, capsys.readouterr().err
     runs = sorted((tmp_path / "studies" / "grid" / "runs").iterdir())
     assert len(runs) == 2
     assert len(builds) == 1  # the dataset read once for both runs
+    assert len(reads) == 1  # and that read is the one the study's check of the test split made
     assert len(drawn) == 2  # curves.png once per run, not once per epoch
     assert all(Run(r).curves_png.read_bytes().startswith(b"\x89PNG") for r in runs)
     assert Run(runs[0]).samples_png.read_bytes() == Run(runs[1]).samples_png.read_bytes()  # drawn once, copied
@@ -135,6 +137,22 @@ def test_a_kept_bundle_that_was_written_into_is_built_again(tmp_path, mnist_smal
         again = build.build_data(cfg.data, 0)
         assert again is not kept and len(builds) == 3
         assert torch.equal(again.train.x, first.train.x)
+
+
+def test_a_read_handed_over_is_taken_once_by_the_same_data(tmp_path, mnist_small, monkeypatch):
+    cfg = load_config(write_config(tmp_path / "c.yaml", {"format": "idx", "path": str(mnist_small), "limit_train": 100}))
+    reads = counting(monkeypatch, build.FORMATS, "build")
+    raw = build.read_raw(cfg.data, 0)
+    memo.hand_over(cfg.data, 0, raw)
+    taken = build.build_data(cfg.data, 0)
+    assert len(reads) == 1  # the bundle was built from the read handed over
+    anew = build.build_data(cfg.data, 0)
+    assert len(reads) == 2  # once only
+    for a, b in ((taken.train, anew.train), (taken.val, anew.val), (taken.test, anew.test)):
+        assert (a is None) == (b is None) and (a is None or torch.equal(a.x, b.x) and torch.equal(a.y, b.y))
+    memo.hand_over(cfg.data, 0, raw)
+    build.read_raw(cfg.data, 1)  # another seed reads the files, and the kept read is dropped
+    assert build.read_raw(cfg.data, 0) is not raw and len(reads) == 4
 
 
 def test_a_dataset_rewritten_between_runs_is_read_again(tmp_path, mnist_small, monkeypatch):

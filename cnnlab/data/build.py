@@ -31,7 +31,11 @@ from cnnlab.usercode.imports import is_reference, short
 torch = lazy("torch")
 
 def read_raw(data: DataConfig, seed: int = 0) -> RawDataset:
-    """Run the configured format reader on the configured path (a user's format: on whatever it takes)."""
+    """Run the configured format reader on the configured path (a user's format: on whatever it takes);
+    or take the read that memo.hand_over kept for it."""
+    kept = memo.take_over(data, seed)
+    if kept is not None:
+        return kept
     entry = FORMATS.get(data.format)
     path = Path(data.path).expanduser() if data.path else None
     if path is not None and not path.exists():
