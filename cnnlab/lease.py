@@ -69,6 +69,15 @@ def process_alive(pid: int, start: str | None) -> bool:
 _START = process_start(os.getpid())
 
 
+def _forked() -> None:
+    """A forked child (studies/forked.py) is another process: its leases carry its own start time."""
+    global _START
+    _START = process_start(os.getpid())
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def new_lease() -> dict[str, Any]:
     """A lease for this process, beating now."""
     return {"host": HOST, "pid": os.getpid(), "start": _START, "beat": time.time()}

@@ -58,3 +58,30 @@ def test_grid_figures_are_drawn(grid, tmp_path):
                      "curves.png", "scatter3d.png", "table.png"]  # no heatmap: it is for two-axis grids
     for p in paths:
         assert p.read_bytes()[:8] == PNG and p.stat().st_size > 10_000
+
+
+def test_figures_drawn_in_two_processes_are_the_same_files(grid, tmp_path, monkeypatch):
+    import os
+
+    from cnnlab.studies import figures, forked
+
+    plan, rows = grid
+    infos = [VariantInfo(v.label, dict(v.levels), v.is_base) for v in plan.variants]
+    table = build_table(rows, infos, ["val_acc", "test_acc"], [a.name for a in plan.study.axes])
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    alone = draw_all(plan, rows, table, tmp_path / "one")
+    pids: list[int] = []
+    real = figures.table_figure
+    monkeypatch.setattr(figures, "table_figure", lambda *a: (pids.append(os.getpid()), real(*a))[1])
+    both = draw_all(plan, rows, table, tmp_path / "two", processes=2)
+    assert pids == [] and [p.name for p in both] == [p.name for p in alone]  # table.png: drawn in the forked process
+    for a, b in zip(alone, both):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+    # When the forked process fails, this one draws table.png itself.
+    monkeypatch.setattr(forked.Call, "result", lambda self: (self.process.join(), None)[1])
+    (tmp_path / "two" / "table.png").unlink()
+    again = draw_all(plan, rows, table, tmp_path / "two", processes=2)
+    assert pids == [os.getpid()] and (tmp_path / "two" / "table.png").read_bytes() == alone[0].read_bytes()
+    assert [p.name for p in again] == [p.name for p in alone]

@@ -18,14 +18,20 @@ class FakeProcess:
 
 
 def start(monkeypatch, workers: int, visible: str | None) -> tuple[list[str | None], list[str]]:
+    """The CUDA_VISIBLE_DEVICES of each worker started as a new process (None: forked, studies/forked.py)."""
     FakeProcess.started = []
     monkeypatch.setattr(launch.subprocess, "Popen", FakeProcess)
+    forked: list[int] = []
+    monkeypatch.setattr(launch.forked, "start", lambda path, overrides, storage, threads, i, say: forked.append(i))
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
     said: list[str] = []
     launch._start_processes(Path("study.yaml"), [], None, workers, said.append)
+    if forked:
+        assert forked == list(range(1, workers)) and not FakeProcess.started
+        return [None] * len(forked), said
     assert [cmd[cmd.index("--worker-index") + 1] for cmd, _ in FakeProcess.started] == [str(i) for i in range(1, workers)]
     return [env.get("CUDA_VISIBLE_DEVICES") for _, env in FakeProcess.started], said
 
@@ -38,9 +44,9 @@ def test_workers_get_gpus_round_robin(monkeypatch):
     # The GPUs a scheduler gave us, by index or UUID, are the ones handed out.
     gpus, _ = start(monkeypatch, 3, "5, 7,GPU-aa11")
     assert gpus == ["7", "GPU-aa11"]
-    # One GPU is shared by every worker and the mask is left alone; no GPU: the CPU, nothing set.
+    # One GPU is shared by every worker and the mask is left alone; no GPU: the CPU, workers forked.
     assert start(monkeypatch, 3, "0")[0] == ["0", "0"]
-    assert start(monkeypatch, 3, "") == ([""] * 2, [])
+    assert start(monkeypatch, 3, "") == ([None] * 2, [])
 
 
 def test_this_machine_has_no_gpu_to_hand_out(monkeypatch):

@@ -36,13 +36,27 @@ SPLITS = ("train", "val", "test")  # the panels of curves.png, in this order
 
 
 def draw_all(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path, study: Any = None,
-             title: str | None = None) -> list[Path]:
-    """Every figure that suits this study; returns the files written."""
+             title: str | None = None, processes: int = 1) -> list[Path]:
+    """Every figure that suits this study; returns the files written. `processes=2`: table.png (the
+    costliest, text cell by cell) is drawn by a forked process meanwhile (studies/forked.py), where
+    the study's end has a core to spare: its final figures took seconds on one core while the other idled."""
+    from cnnlab.studies import forked
+
+    title = title or f"Study {plan.study.name}"
+    if processes > 1 and forked.can_fork():
+        beside = forked.call(lambda: [table_figure(table, title, folder)])
+        out = _draw_rest(plan, rows, table, folder, study)
+        drawn = beside.result()
+        return (drawn if drawn is not None else [table_figure(table, title, folder)]) + out  # failed there: here
+    return [table_figure(table, title, folder)] + _draw_rest(plan, rows, table, folder, study)
+
+
+def _draw_rest(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path, study: Any) -> list[Path]:
+    """Every figure but table.png."""
     import matplotlib.pyplot as plt
 
-    out: list[Path] = []
+    out: list[Path | None] = []
     try:
-        out.append(table_figure(table, title or f"Study {plan.study.name}", folder))
         mode = plan.study.mode
         if mode == "ablation":
             out += [ablation_bars(plan, table, axis, folder) for axis in plan.study.axes]

@@ -23,14 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import cnnlab
+from cnnlab.data import memo
 from cnnlab.data.build import read_raw
 from cnnlab.errors import ConfigError
 from cnnlab.io import write_json
 from cnnlab.lease import HOST, PARENT_ENV, exit_with_parent
 from cnnlab.rundir import Run
-from cnnlab.studies import STUDY_JSON, slurm, slurm_checks
+from cnnlab.studies import STUDY_JSON, forked, slurm, slurm_checks
 from cnnlab.studies.plan import Plan, build_plan
-from cnnlab.studies.results import FIGURES_EVERY_S, Snapshot, Writer, snapshot
+from cnnlab.studies.results import FIGURES_EVERY_S, TABLES_EVERY_S, Snapshot, Writer, snapshot
 from cnnlab.studies.spec import Study, epoch_metric, load_study
 from cnnlab.studies.store import Store, make_storage, storage_label
 from cnnlab.studies.worker import Worker
@@ -93,7 +94,9 @@ def check_metric_data(plan: Plan) -> None:
     data = plan.base_cfg.data
     if split == "train" or (split == "val" and (plan.study.spec.cv or data.val_fraction > 0)):
         return
-    raw = read_raw(data)
+    seed = plan.units[0].seed if plan.units else plan.base_cfg.seed
+    raw = read_raw(data, seed)
+    memo.hand_over(data, seed, raw)  # the first run of this process takes this read
     if getattr(raw, split) is None:
         hint = "set data.val_fraction > 0 or cv: K" if split == "val" else "choose a val_ metric"
         raise ConfigError(f"{plan.study.path}: metric: '{plan.study.spec.metric}' needs a {split} split, "
@@ -123,33 +126,38 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
     say(f"study {plan.study.name}: {plan.study.mode}, {before.total} {'trials' if plan.study.mode == 'search' else 'runs'}; "
         f"{before.line()}; {n} worker{'s' if n > 1 else ''}; state in {opened.storage}")
     worker = Worker(plan, store, folder, writer, say)
+    procs: list[Any] = []
     try:
-        _work(worker, path, overrides, storage, n, say)
+        procs = _work(worker, path, overrides, storage, n, say)
+        # This worker returns once the study is complete: the final figures are drawn while the other
+        # worker processes exit (waiting for them first left a core idle at the end of every study).
+        final = writer(final=True)
+        if not _wait(procs, say) and worker.run():  # what a failed worker process left is finished here
+            final = writer(final=True)
     except KeyboardInterrupt:
+        _stop(procs)
         writer.flush()  # the tables show every run that finished
         raise
-    final = writer(final=True)
     assert final is not None
     return opened, final
 
 
 def _work(worker: Worker, path: Path, overrides: list[str], storage: str | None, n: int,
-          say: Callable[[str], None]) -> None:
-    """This process's worker, and N - 1 more beside it."""
+          say: Callable[[str], None]) -> list[Any]:
+    """This process's worker, and N - 1 more beside it (returned: they end on their own)."""
     if n == 1:
         worker.run()
-    else:
-        # This process is worker 0; N - 1 more start beside it, each with its share of the cores.
-        worker.prepare()  # one process fills the queue
-        procs = _start_processes(path, overrides, storage, n, say)
-        try:
-            with limited_threads(default_threads(n)):
-                worker.run()
-            _wait(procs, say)
-        except KeyboardInterrupt:
-            _stop(procs)
-            raise
-        worker.run()  # anything a crashed worker process left behind is finished here
+        return []
+    # This process is worker 0; N - 1 more start beside it, each with its share of the cores.
+    worker.prepare()  # one process fills the queue
+    procs = _start_processes(path, overrides, storage, n, say)
+    try:
+        with limited_threads(default_threads(n)):
+            worker.run()
+    except KeyboardInterrupt:
+        _stop(procs)
+        raise
+    return procs
 
 
 @contextlib.contextmanager
@@ -186,8 +194,14 @@ def _remove_stale_temporaries(folder: Path, age_s: float = 300.0) -> None:
 
 
 def _start_processes(path: Path, overrides: list[str], storage: str | None, n: int,
-                     say: Callable[[str], None]) -> list[subprocess.Popen]:
-    """Workers 1..n-1 as `cnnlab study FILE --worker` processes."""
+                     say: Callable[[str], None]) -> list[Any]:
+    """Workers 1..n-1: forked from this process on a CPU-only Linux machine (studies/forked.py), else as
+    `cnnlab study FILE --worker` processes, each with its GPU."""
+    from cnnlab.device import visible_gpus, worker_gpu
+
+    gpus = visible_gpus()
+    if not gpus and forked.can_fork():
+        return [forked.start(path, overrides, storage, default_threads(n), i, say) for i in range(1, n)]
     env = dict(os.environ)
     # Workers import this very copy of cnnlab, whatever their working directory.
     root = str(Path(cnnlab.__file__).resolve().parents[1])
@@ -197,9 +211,6 @@ def _start_processes(path: Path, overrides: list[str], storage: str | None, n: i
            "--threads", str(default_threads(n))]
     if storage:
         cmd += ["--storage", storage]
-    from cnnlab.device import visible_gpus, worker_gpu
-
-    gpus = visible_gpus()
     if len(gpus) >= 2:  # worker 0, this process, keeps the first: "cuda" is the first visible GPU
         per = ", ".join(f"GPU {g}: {len(range(i, n, len(gpus)))}" for i, g in enumerate(gpus[:n]))
         say(f"{n} workers over {len(gpus)} GPUs, round-robin ({per})")
@@ -211,13 +222,15 @@ def _start_processes(path: Path, overrides: list[str], storage: str | None, n: i
     return procs
 
 
-def _wait(procs: list[subprocess.Popen], say: Callable[[str], None]) -> None:
+def _wait(procs: list[Any], say: Callable[[str], None]) -> bool:
+    """Whether every worker process ended well."""
     bad = [c for c in (p.wait() for p in procs) if c != 0]
     if bad:
         say(f"{len(bad)} of {len(procs)} worker processes exited with an error (codes {bad}); finishing their work here")
+    return not bad
 
 
-def _stop(procs: list[subprocess.Popen]) -> None:
+def _stop(procs: list[Any]) -> None:
     """After Ctrl-C: the workers got it too; give them a moment to hand their trials back."""
     deadline = time.monotonic() + 10
     for p in procs:
@@ -240,13 +253,16 @@ def run_worker(path: Path, overrides: list[str], storage: str | None, threads: i
     assert opened.store is not None
     # The figures while the study runs are one process's: the launching one (worker 0), or Slurm task 0;
     # drawn by every worker they would only be drawn again, at the cost of the runs.
+    # The tables likewise: a worker process of `--workers N` leaves them to the launching process, which
+    # writes them from the storage (this worker's results included) and at the end; a Slurm task has none.
     first_task = in_slurm and os.environ.get("SLURM_ARRAY_TASK_ID") == "0"
-    writer = Writer(opened.plan, opened.store, opened.folder, figure_every=FIGURES_EVERY_S if first_task else math.inf)
+    writer = Writer(opened.plan, opened.store, opened.folder, figure_every=FIGURES_EVERY_S if first_task else math.inf,
+                    tables_every=TABLES_EVERY_S if in_slurm else math.inf)
     try:
         with limited_threads(threads or torch.get_num_threads()):
             ran = Worker(opened.plan, opened.store, opened.folder, writer, say).run()
     finally:
-        if not first_task:
+        if in_slurm and not first_task:
             writer.flush()  # the tables show this worker's last runs too
     if first_task:
         # The study is complete (a worker returns only then): task 0 draws the final figures,

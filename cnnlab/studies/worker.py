@@ -29,7 +29,9 @@ from cnnlab.studies.spec import Param, choice_value, epoch_metric
 from cnnlab.studies.store import Store, key_of
 from cnnlab.studies.table import OK
 
-POLL_S = 2.0
+# How often a worker with nothing to take looks again while another holds a trial: at a study's end the
+# command waits on it (a tidy of the queue reads the storage: milliseconds).
+POLL_S = 0.5
 
 
 @dataclass
