@@ -131,7 +131,7 @@ def run_study(path: Path, overrides: list[str], workers: int | None, storage: st
         procs = _work(worker, path, overrides, storage, n, say)
         # This worker returns once the study is complete: the final figures are drawn while the other
         # worker processes exit (waiting for them first left a core idle at the end of every study).
-        final = writer(final=True)
+        final = writer(final=True, processes=n)  # the other workers' cores are free now
         if not _wait(procs, say) and worker.run():  # what a failed worker process left is finished here
             final = writer(final=True)
     except KeyboardInterrupt:

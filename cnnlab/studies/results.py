@@ -230,8 +230,9 @@ class Writer:
         if self.pending:
             self(force=True)
 
-    def __call__(self, final: bool = False, force: bool = False) -> Snapshot | None:
-        """The tables (and figures when due, or all at the end: `final`); None when skipped as too soon."""
+    def __call__(self, final: bool = False, force: bool = False, processes: int = 1) -> Snapshot | None:
+        """The tables (and figures when due, or all at the end: `final`); None when skipped as too soon.
+        `processes`: how many may draw the figures (figures.draw_all)."""
         if not (final or force) and time.monotonic() - self._last_tables < self.tables_every:
             self.pending = True
             return None
@@ -256,7 +257,7 @@ class Writer:
             from cnnlab.studies.probe_figures import draw_probe
 
             draw_all(self.plan, snap.rows, snap.table, f, self.store.study if self.plan.study.mode == "search" else None,
-                     title=heading)
+                     title=heading, processes=processes)
             draw_probe(self.plan, snap.rows, f)  # runs with train.probe: figures and table of probe.csv
             if snap.curve is not None:
                 from cnnlab.studies.learning_curve_figure import draw_curve
