@@ -22,7 +22,7 @@ def start(monkeypatch, workers: int, visible: str | None) -> tuple[list[str | No
     FakeProcess.started = []
     monkeypatch.setattr(launch.subprocess, "Popen", FakeProcess)
     forked: list[int] = []
-    monkeypatch.setattr(launch.forked, "start", lambda path, overrides, storage, threads, i, say: forked.append(i))
+    monkeypatch.setattr(launch.forked, "start", lambda run, path, overrides, storage, threads, i, say: forked.append(i))
     if visible is None:
         monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     else:

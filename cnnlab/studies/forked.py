@@ -48,23 +48,22 @@ class Forked:
         self.process.kill()
 
 
-def start(path: Path, overrides: list[str], storage: str | None, threads: int, index: int,
-          say: Callable[[str], None]) -> Forked:
-    """Fork worker `index`: it runs trials as `cnnlab study FILE --worker` does, then exits with that
-    command's exit code (0, 130 after Ctrl-C, 2 with one line for bad input, 1 with a traceback)."""
+def start(run_worker: Callable[..., Any], path: Path, overrides: list[str], storage: str | None, threads: int,
+          index: int, say: Callable[[str], None]) -> Forked:
+    """Fork worker `index`: it runs trials with `run_worker` (launch.run_worker, what `cnnlab study FILE
+    --worker` runs), then exits with that command's exit code (0, 130 after Ctrl-C, 2 with one line for
+    bad input, 1 with a traceback)."""
     sys.stdout.flush()
     sys.stderr.flush()
     process = multiprocessing.get_context("fork").Process(
-        target=_work, args=(path, overrides, storage, threads, index, say, os.getpid()),
+        target=_work, args=(run_worker, path, overrides, storage, threads, index, say, os.getpid()),
         name=f"cnnlab-study-worker-{index}")
     process.start()
     return Forked(process)
 
 
-def _work(path: Path, overrides: list[str], storage: str | None, threads: int, index: int,
-          say: Callable[[str], None], parent: int) -> None:
-    from cnnlab.studies.launch import run_worker
-
+def _work(run_worker: Callable[..., Any], path: Path, overrides: list[str], storage: str | None, threads: int,
+          index: int, say: Callable[[str], None], parent: int) -> None:
     os.environ[PARENT_ENV] = str(parent)  # the worker exits when the launching process dies (lease.py)
     code = 1
     try:

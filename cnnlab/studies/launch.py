@@ -201,7 +201,7 @@ def _start_processes(path: Path, overrides: list[str], storage: str | None, n: i
 
     gpus = visible_gpus()
     if not gpus and forked.can_fork():
-        return [forked.start(path, overrides, storage, default_threads(n), i, say) for i in range(1, n)]
+        return [forked.start(run_worker, path, overrides, storage, default_threads(n), i, say) for i in range(1, n)]
     env = dict(os.environ)
     # Workers import this very copy of cnnlab, whatever their working directory.
     root = str(Path(cnnlab.__file__).resolve().parents[1])
