@@ -80,7 +80,7 @@ def test_figures_drawn_in_two_processes_are_the_same_files(grid, tmp_path, monke
         assert a.read_bytes() == b.read_bytes(), a.name
 
     # When the forked process fails, this one draws table.png itself.
-    monkeypatch.setattr(forked.Call, "result", lambda self: (self.process.join(), None)[1])
+    monkeypatch.setattr(forked.Forked, "wait", lambda self, timeout=None: (self.process.join(), 1)[1])
     (tmp_path / "two" / "table.png").unlink()
     again = draw_all(plan, rows, table, tmp_path / "two", processes=2)
     assert pids == [os.getpid()] and (tmp_path / "two" / "table.png").read_bytes() == alone[0].read_bytes()

@@ -86,7 +86,7 @@ _read: dict[str, Any] = {}
 
 def hand_over(data: DataConfig, seed: int, raw: Any) -> None:
     """Keep `raw` (read_raw's dataset for this data section and seed) for the next read of it."""
-    key = _read_key(data, seed)
+    key = _key(data, seed, None)
     _read.clear()  # one at a time: it is memory a run has not taken yet
     if key is not None:
         _read[key] = raw
@@ -98,14 +98,10 @@ def take_over(data: DataConfig, seed: int) -> Any | None:
     reads another data section (an axis of data.limit_train) does not hold it for nothing."""
     if not _read:
         return None
-    key = _read_key(data, seed)
+    key = _key(data, seed, None)
     raw = _read.pop(key, None) if key is not None else None
     _read.clear()
     return raw
-
-
-def _read_key(data: DataConfig, seed: int) -> str | None:
-    return _key(data, seed, None)
 
 
 def _key(data: DataConfig, seed: int, device: Any) -> str | None:

@@ -32,6 +32,7 @@ from cnnlab.studies.table import (
 )
 
 MAX_CURVES = 10
+TABLE_PNG = "table.png"
 SPLITS = ("train", "val", "test")  # the panels of curves.png, in this order
 
 
@@ -44,11 +45,11 @@ def draw_all(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path,
 
     title = title or f"Study {plan.study.name}"
     if processes > 1 and forked.can_fork():
-        beside = forked.call(lambda: [table_figure(table, title, folder)])
+        beside = forked.fork(lambda: table_figure(table, title, folder), "cnnlab-table-png")
         out = _draw_rest(plan, rows, table, folder, study)
-        drawn = beside.result()
-        return (drawn if drawn is not None else [table_figure(table, title, folder)]) + out  # failed there: here
-    return [table_figure(table, title, folder)] + _draw_rest(plan, rows, table, folder, study)
+        drawn = folder / TABLE_PNG if beside.wait() == 0 else table_figure(table, title, folder)  # failed there: here
+        return [drawn, *out]
+    return [table_figure(table, title, folder), *_draw_rest(plan, rows, table, folder, study)]
 
 
 def _draw_rest(plan: Plan, rows: list[dict[str, Any]], table: Table, folder: Path, study: Any) -> list[Path]:
@@ -287,7 +288,7 @@ def table_figure(table: Table, title: str, folder: Path) -> Path:
     ax.add_table(grid)
     fig.text(0.5, 1 - 0.12 / height, "\n".join(title_lines), ha="center", va="top", fontsize=10.5, fontweight="bold")
     fig.text(0.2 / width, 0.12 / height, "\n".join(note), ha="left", va="bottom", fontsize=7.5, color="#444444")
-    path = folder / "table.png"
+    path = folder / TABLE_PNG
     save_figure(fig, path, dpi=130)
     return path
 

@@ -15,6 +15,7 @@ gets its own CUDA_VISIBLE_DEVICES. Only on Linux, where fork is the default star
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import subprocess
@@ -33,7 +34,7 @@ def can_fork() -> bool:
 
 
 class Forked:
-    """A forked worker, waited on and stopped as a subprocess.Popen is (launch._wait, _stop)."""
+    """A forked process (a study worker, a figure), waited on and stopped as a subprocess.Popen is."""
 
     def __init__(self, process: multiprocessing.process.BaseProcess):
         self.process = process
@@ -53,11 +54,16 @@ def start(run_worker: Callable[..., Any], path: Path, overrides: list[str], stor
     """Fork worker `index`: it runs trials with `run_worker` (launch.run_worker, what `cnnlab study FILE
     --worker` runs), then exits with that command's exit code (0, 130 after Ctrl-C, 2 with one line for
     bad input, 1 with a traceback)."""
+    return fork(functools.partial(_work, run_worker, path, overrides, storage, threads, index, say, os.getpid()),
+                f"cnnlab-study-worker-{index}")
+
+
+def fork(fn: Callable[[], Any], name: str) -> Forked:
+    """Run fn() in a forked copy of this process; its exit code is 0 when fn returned, 1 (with a
+    traceback) when it raised, or what it passed to sys.exit. Nothing comes back but that code."""
     sys.stdout.flush()
     sys.stderr.flush()
-    process = multiprocessing.get_context("fork").Process(
-        target=_work, args=(run_worker, path, overrides, storage, threads, index, say, os.getpid()),
-        name=f"cnnlab-study-worker-{index}")
+    process = multiprocessing.get_context("fork").Process(target=fn, name=name)
     process.start()
     return Forked(process)
 
@@ -80,37 +86,3 @@ def _work(run_worker: Callable[..., Any], path: Path, overrides: list[str], stor
         sys.stdout.flush()
         sys.stderr.flush()
     sys.exit(code)
-
-
-class Call:
-    """A function running in a forked process; result() waits for what it returned (None if it failed)."""
-
-    def __init__(self, fn: Callable[[], Any]):
-        context = multiprocessing.get_context("fork")
-        self._receive, send = context.Pipe(duplex=False)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        self.process = context.Process(target=_call, args=(fn, send), name="cnnlab-forked-call")
-        self.process.start()
-        send.close()  # the child's end: EOF here when it exits
-
-    def result(self) -> Any | None:
-        try:
-            value = self._receive.recv()
-        except (EOFError, OSError):
-            value = None
-        self.process.join()
-        return value if self.process.exitcode == 0 else None
-
-
-def call(fn: Callable[[], Any]) -> Call:
-    """Run fn() in a forked copy of this process (its return value must pickle)."""
-    return Call(fn)
-
-
-def _call(fn: Callable[[], Any], send: Any) -> None:
-    try:
-        send.send(fn())
-    except BaseException:
-        traceback.print_exc()
-        sys.exit(1)

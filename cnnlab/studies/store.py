@@ -27,6 +27,7 @@ from typing import Any
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab import lease
@@ -64,20 +65,15 @@ def interrupts_deferred() -> Iterator[None]:
 _deferring = False
 
 
-def _journal_backend() -> type:
-    from optuna.storages.journal import JournalFileBackend
+class _Journal(JournalFileBackend):
+    """Optuna's journal file, each append whole under Ctrl-C: interrupted between creating its lock
+    file and returning (or before removing it), the lock stayed with nobody to release it, every
+    process of the study waited out the grace period, and `--workers N` stopped its workers before
+    they had handed their trials back (seen in tests/test_study_crash.py once workers start together)."""
 
-    class Backend(JournalFileBackend):
-        """Optuna's journal file, each append whole under Ctrl-C: interrupted between creating its lock
-        file and returning (or before removing it), the lock stayed with nobody to release it, every
-        process of the study waited out the grace period, and `--workers N` stopped its workers before
-        they had handed their trials back (seen in tests/test_study_crash.py once workers start together)."""
-
-        def append_logs(self, logs: list[dict[str, Any]]) -> None:
-            with interrupts_deferred():
-                super().append_logs(logs)
-
-    return Backend
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        with interrupts_deferred():
+            super().append_logs(logs)
 
 
 def key_of(t: FrozenTrial) -> str:
@@ -122,10 +118,8 @@ def make_storage(url: str | None, folder: Path, create: bool = True) -> optuna.s
         if not path.exists() and not create:
             return None
         path.parent.mkdir(parents=True, exist_ok=True)
-        from optuna.storages.journal import JournalFileOpenLock
-
         # A writer killed while holding the lock only blocks the others for grace_period seconds.
-        backend = _journal_backend()(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10))
+        backend = _Journal(str(path), lock_obj=JournalFileOpenLock(str(path), grace_period=10))
         return optuna.storages.JournalStorage(backend)
     url = database_url(url)
     last: Exception | None = None
