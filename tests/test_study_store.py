@@ -147,6 +147,30 @@ def test_a_sigint_during_a_claim_is_raised_after_it(study_path):
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_sigint_while_a_result_is_stored_leaves_no_trial_running(study_path, monkeypatch):
+    """A Ctrl-C between storing a trial's result and telling Optuna left it RUNNING and not held (a
+    flaky Ctrl-C study test under load): storing a result, and the journal's appends, are whole."""
+    import signal
+
+    w = worker(study_path)
+    w.prepare()
+    store = w.store
+    t = store.pop(store.trials())
+    real = store.tell
+
+    def tell_after_a_sigint(number, result):
+        os.kill(os.getpid(), signal.SIGINT)  # arrives between the two writes
+        time.sleep(0.05)
+        real(number, result)
+
+    monkeypatch.setattr(store, "tell", tell_after_a_sigint)
+    with pytest.raises(KeyboardInterrupt):  # raised once the result is stored and told
+        store.finish(t.number, {"state": "COMPLETE", "value": 0.9, "rows": []})
+    assert store.holding is None
+    assert store.storage.get_trial(store.tid(t.number)).state == TrialState.COMPLETE
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
 def test_search_trials_stop_at_the_budget(tmp_path, mnist_small):
     write_config(tmp_path / "base.yaml", {"format": "idx", "path": str(mnist_small)}, model={"name": "cnn", "channels": [4]})
     path = tmp_path / "s.yaml"

@@ -266,14 +266,19 @@ class Store:
         """The storage's id of trial `number`."""
         return self.storage.get_trial_id_from_study_id_trial_number(self.study_id, number)
 
+    # The methods that let a trial go do it under interrupts_deferred: a Ctrl-C between "not held any
+    # more" and the trial's final state left it RUNNING with nobody to hand it back (a result stored,
+    # the state not yet told: seen in tests/test_study_crash.py under load).
+
     def drop_duplicate(self, number: int, owner: int) -> None:
-        self._let_go(number)
-        trial_id = self.tid(number)
-        try:
-            self.storage.set_trial_user_attr(trial_id, "duplicate", owner)
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            pass
+        with interrupts_deferred():
+            self._let_go(number)
+            trial_id = self.tid(number)
+            try:
+                self.storage.set_trial_user_attr(trial_id, "duplicate", owner)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass
 
     def beat(self, number: int) -> None:
         self.storage.set_trial_user_attr(self.tid(number), "lease", lease.new_lease())
@@ -282,13 +287,14 @@ class Store:
 
     def finish(self, number: int, result: dict[str, Any]) -> bool:
         """Store a trial's result, then tell Optuna; False when the trial was taken from us."""
-        try:
-            self.storage.set_trial_user_attr(self.tid(number), "result", result)
-            self.tell(number, result)
-        except UpdateFinishedTrialError:
-            return False
-        finally:
-            self._let_go(number)
+        with interrupts_deferred():
+            try:
+                self.storage.set_trial_user_attr(self.tid(number), "result", result)
+                self.tell(number, result)
+            except UpdateFinishedTrialError:
+                return False
+            finally:
+                self._let_go(number)
         return True
 
     def _let_go(self, number: int) -> None:
@@ -310,13 +316,14 @@ class Store:
 
     def release(self, number: int, reason: str) -> None:
         """Give a trial back (Ctrl-C): fail it as lost so the next run of the study redoes it."""
-        self._let_go(number)
-        trial_id = self.tid(number)
-        try:
-            self.storage.set_trial_user_attr(trial_id, "lost", reason)
-            self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except UpdateFinishedTrialError:
-            pass
+        with interrupts_deferred():
+            self._let_go(number)
+            trial_id = self.tid(number)
+            try:
+                self.storage.set_trial_user_attr(trial_id, "lost", reason)
+                self.storage.set_trial_state_values(trial_id, TrialState.FAIL)
+            except UpdateFinishedTrialError:
+                pass
 
     def live_elsewhere(self, trials: list[FrozenTrial]) -> int:
         """RUNNING trials whose workers are alive: wait for them, they may still need a retry."""
